@@ -1,0 +1,175 @@
+//! The keyed process operator: runs a [`KeyedProcessFunction`] over `(key, value)` records with
+//! keyed state, timers and side outputs.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{OpFailure, OpResult};
+use crate::keys::Key;
+use crate::metrics::OpMetrics;
+use crate::process::{Context, KeyedProcessFunction, Parts, TimeDomain, Timer};
+use crate::record::Record;
+use crate::runtime::graph::{BuildCx, NodeFactory};
+use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
+use crate::runtime::timers::TimerQueue;
+use crate::runtime::worker::enter;
+use crate::side_output::SideOutputs;
+use crate::state::{StateRegistry, StateStore};
+use crate::time::{Clock, Timestamp, NO_TIMESTAMP};
+
+pub(crate) struct ProcessFactory<K, T, C> {
+    pub(crate) make: Arc<C>,
+    pub(crate) _t: PhantomData<fn(K, T)>,
+}
+
+impl<K, T, C, F> NodeFactory for ProcessFactory<K, T, C>
+where
+    K: Key,
+    T: 'static,
+    C: Fn(&mut StateRegistry<K>) -> F + Send + Sync + 'static,
+    F: KeyedProcessFunction<K, T>,
+{
+    fn build(
+        &self,
+        cx: &mut BuildCx<'_>,
+        _shared: &(dyn Any + Send + Sync),
+        mut outputs: Vec<Vec<AnyPush>>,
+    ) -> Result<Vec<AnyPush>, OpFailure> {
+        enter(cx.op);
+        let mut registry = StateRegistry::new();
+        let f = (self.make)(&mut registry);
+        let metrics = cx.metrics();
+        let sides = SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone());
+        let clock = cx.config().clock.clone();
+        let op: BoxPush<(K, T)> = Box::new(ProcessOp {
+            f,
+            parts: Parts {
+                state: StateStore::new(registry),
+                event_timers: TimerQueue::new(),
+                proc_timers: TimerQueue::new(),
+                out: Vec::new(),
+                sides,
+                watermark: Timestamp::MIN,
+                now: clock.now(),
+            },
+            down: join_outputs::<F::Out>(outputs.swap_remove(0)),
+            clock,
+            batch_size: cx.config().batch_size,
+            id: cx.op,
+            worker: cx.worker,
+            metrics,
+            _t: PhantomData,
+        });
+        Ok(vec![erase(op)])
+    }
+}
+
+struct ProcessOp<K, T, F: KeyedProcessFunction<K, T>> {
+    f: F,
+    parts: Parts<K, F::Out>,
+    down: BoxPush<F::Out>,
+    clock: Arc<dyn Clock>,
+    batch_size: usize,
+    id: usize,
+    worker: usize,
+    metrics: Arc<OpMetrics>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<K: Key, T, F: KeyedProcessFunction<K, T>> ProcessOp<K, T, F> {
+    fn flush(&mut self) -> OpResult {
+        self.metrics.set_state(
+            self.worker,
+            self.parts.state.keys(),
+            self.parts.event_timers.len() + self.parts.proc_timers.len(),
+        );
+        self.parts.sides.flush()?;
+        if self.parts.out.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_out(self.parts.out.len());
+        self.down.push(&mut self.parts.out)
+    }
+
+    /// Fires the timers of one domain up to `upto`, in time order, flushing output as it grows.
+    fn fire(&mut self, domain: TimeDomain, upto: Timestamp) -> OpResult {
+        enter(self.id);
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.parts.event_timers,
+                TimeDomain::ProcessingTime => &mut self.parts.proc_timers,
+            };
+            let Some((time, keys)) = queue.pop_due(upto) else {
+                break;
+            };
+            for key in keys {
+                let mut ctx = Context {
+                    parts: &mut self.parts,
+                    timestamp: time,
+                };
+                self.f.on_timer(&key, Timer { time, domain }, &mut ctx);
+            }
+            if self.parts.out.len() >= self.batch_size {
+                self.flush()?;
+                enter(self.id);
+            }
+        }
+        self.flush()
+    }
+}
+
+impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, F> {
+    fn push(&mut self, batch: &mut Vec<Record<(K, T)>>) -> OpResult {
+        enter(self.id);
+        self.metrics.add_in(batch.len());
+        let wm = self.parts.watermark;
+        if wm != Timestamp::MIN {
+            let late = batch
+                .iter()
+                .filter(|r| r.timestamp != NO_TIMESTAMP && r.timestamp <= wm)
+                .count();
+            self.metrics.add_late(late);
+        }
+        self.parts.now = self.clock.now();
+        for r in batch.drain(..) {
+            let (key, value) = r.value;
+            let mut ctx = Context {
+                parts: &mut self.parts,
+                timestamp: r.timestamp,
+            };
+            self.f.process(&key, value, &mut ctx);
+        }
+        self.flush()
+    }
+
+    fn watermark(&mut self, wm: Timestamp) -> OpResult {
+        if wm <= self.parts.watermark {
+            return Ok(());
+        }
+        self.parts.watermark = wm;
+        self.fire(TimeDomain::EventTime, wm)?;
+        self.parts.sides.watermark(wm)?;
+        self.down.watermark(wm)
+    }
+
+    fn idle(&mut self) -> OpResult {
+        self.down.idle()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> OpResult {
+        self.parts.now = now;
+        if self.parts.proc_timers.next_time().is_some_and(|t| t <= now) {
+            self.fire(TimeDomain::ProcessingTime, now)?;
+        }
+        self.parts.sides.tick(now)?;
+        self.down.tick(now)
+    }
+
+    fn end(&mut self) -> OpResult {
+        self.parts.watermark = Timestamp::MAX;
+        self.fire(TimeDomain::EventTime, Timestamp::MAX)?;
+        self.parts.sides.end()?;
+        self.down.end()
+    }
+}

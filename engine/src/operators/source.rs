@@ -1,0 +1,211 @@
+//! The source operator: polls the [`SplitReader`]s a worker owns, round-robin, and pushes their
+//! batches downstream. With a fused watermark strategy it assigns timestamps and tracks a
+//! watermark per split (see [`watermark`](crate::watermark)).
+
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{JobError, OpFailure, OpResult};
+use crate::metrics::OpMetrics;
+use crate::record::Record;
+use crate::runtime::graph::{BuildCx, Driver, DriverStatus, JobShared, NodeFactory, PrepareCx, Shared};
+use crate::runtime::push::{join_outputs, AnyPush, BoxPush};
+use crate::runtime::worker::enter;
+use crate::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};
+use crate::time::{Clock, Timestamp};
+use crate::watermark::{TimestampAssigner, WatermarkGen, WatermarkStrategy};
+
+/// A watermark strategy fused into a source, set by `with_watermarks` before the job starts.
+pub(crate) type FusedStrategy<T> = WatermarkStrategy<Arc<dyn TimestampAssigner<T>>>;
+
+pub(crate) struct SourceFactory<T, S> {
+    pub(crate) source: Arc<S>,
+    pub(crate) strategy: Arc<OnceLock<FusedStrategy<T>>>,
+}
+
+impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
+    fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
+        enter(cx.op);
+        let splits = self
+            .source
+            .splits(cx.config.parallelism)
+            .map_err(|source| JobError::OperatorFailed {
+                operator: cx.name(),
+                worker: 0,
+                source,
+            })?;
+        Ok(Box::new(splits))
+    }
+
+    fn build(
+        &self,
+        cx: &mut BuildCx<'_>,
+        shared: &(dyn Any + Send + Sync),
+        mut outputs: Vec<Vec<AnyPush>>,
+    ) -> Result<Vec<AnyPush>, OpFailure> {
+        enter(cx.op);
+        let splits = shared
+            .downcast_ref::<Vec<Split>>()
+            .expect("source shared state");
+        let p = cx.parallelism();
+        let clock = cx.config().clock.clone();
+        let now = clock.now();
+        let strategy = self.strategy.get().cloned();
+        let mut slots = Vec::new();
+        for split in splits.iter().skip(cx.worker).step_by(p) {
+            let reader = self
+                .source
+                .open(split, None)
+                .map_err(|e| OpFailure::error(cx.op, e))?;
+            slots.push(SplitSlot {
+                reader,
+                finished: false,
+                gen: strategy.as_ref().map(|s| WatermarkGen::new(s, now)),
+            });
+        }
+        let live = slots.len();
+        cx.drivers.push(Box::new(SourceDriver {
+            id: cx.op,
+            slots,
+            live,
+            next: 0,
+            buf: Vec::with_capacity(cx.config().batch_size),
+            batch_size: cx.config().batch_size,
+            down: join_outputs::<T>(outputs.swap_remove(0)),
+            metrics: cx.metrics(),
+            assigner: strategy.map(|s| s.assigner),
+            clock,
+            emitted: Timestamp::MIN,
+            idle_emitted: false,
+        }));
+        Ok(Vec::new())
+    }
+}
+
+struct SplitSlot<T> {
+    reader: Box<dyn SplitReader<T>>,
+    finished: bool,
+    gen: Option<WatermarkGen>,
+}
+
+struct SourceDriver<T> {
+    id: usize,
+    slots: Vec<SplitSlot<T>>,
+    live: usize,
+    next: usize,
+    buf: Vec<Record<T>>,
+    batch_size: usize,
+    down: BoxPush<T>,
+    metrics: Arc<OpMetrics>,
+    assigner: Option<Arc<dyn TimestampAssigner<T>>>,
+    clock: Arc<dyn Clock>,
+    emitted: Timestamp,
+    idle_emitted: bool,
+}
+
+impl<T: 'static> SourceDriver<T> {
+    fn finish(&mut self) -> Result<DriverStatus, OpFailure> {
+        for s in &mut self.slots {
+            s.finished = true;
+        }
+        self.live = 0;
+        self.down.end()?;
+        Ok(DriverStatus::Done)
+    }
+
+    /// Emits the minimum watermark over the live, non-idle splits if it advanced, or an idle
+    /// status if every live split is idle.
+    fn emit_watermark(&mut self) -> OpResult {
+        if self.assigner.is_none() {
+            return Ok(());
+        }
+        let mut min = Timestamp::MAX;
+        let mut any_active = false;
+        for s in &self.slots {
+            if let (false, Some(g)) = (s.finished, &s.gen) {
+                if !g.idle {
+                    any_active = true;
+                    min = min.min(g.watermark());
+                }
+            }
+        }
+        if !any_active {
+            if self.live > 0 && !self.idle_emitted {
+                self.idle_emitted = true;
+                return self.down.idle();
+            }
+            return Ok(());
+        }
+        self.idle_emitted = false;
+        if min > self.emitted {
+            self.emitted = min;
+            self.down.watermark(min)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: 'static> Driver for SourceDriver<T> {
+    fn poll(&mut self, shared: &JobShared) -> Result<DriverStatus, OpFailure> {
+        if self.live == 0 || shared.stop.load(Ordering::Relaxed) {
+            return self.finish();
+        }
+        let n = self.slots.len();
+        for _ in 0..n {
+            let i = self.next;
+            self.next = (self.next + 1) % n;
+            if self.slots[i].finished {
+                continue;
+            }
+            enter(self.id);
+            let slot = &mut self.slots[i];
+            let status = slot
+                .reader
+                .poll(&mut SourceOutput::new(&mut self.buf, self.batch_size))
+                .map_err(|e| OpFailure::error(self.id, e))?;
+            let produced = !self.buf.is_empty();
+            if produced {
+                if let (Some(a), Some(g)) = (&self.assigner, &mut slot.gen) {
+                    let max = a.assign(&mut self.buf);
+                    g.observe(max, self.clock.now());
+                }
+                self.metrics.add_out(self.buf.len());
+                self.down.push(&mut self.buf)?;
+                self.buf.clear();
+            }
+            if status == SourceStatus::Finished {
+                self.slots[i].finished = true;
+                self.live -= 1;
+                if self.live == 0 {
+                    return self.finish();
+                }
+            }
+            if produced || status == SourceStatus::Finished {
+                self.emit_watermark()?;
+                return Ok(DriverStatus::Progress);
+            }
+            if status == SourceStatus::More {
+                return Ok(DriverStatus::Progress);
+            }
+        }
+        Ok(DriverStatus::Idle)
+    }
+
+    fn tick(&mut self, now: Timestamp) -> OpResult {
+        let mut changed = false;
+        for s in &mut self.slots {
+            if let (false, Some(g)) = (s.finished, &mut s.gen) {
+                changed |= g.check_idle(now);
+            }
+        }
+        if changed {
+            self.emit_watermark()?;
+        }
+        self.down.tick(now)
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+}

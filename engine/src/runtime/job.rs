@@ -1,0 +1,257 @@
+//! Starting, observing, stopping and joining a job.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_utils::sync::Parker;
+
+use crate::config::Config;
+use crate::error::{FailureKind, JobError, OpFailure, OperatorName};
+use crate::metrics::{ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
+use crate::runtime::graph::{Graph, JobShared, PrepareCx};
+use crate::runtime::worker;
+
+/// A running job. Dropping the handle does not stop the job; call [`join`](Self::join),
+/// [`stop`](Self::stop) or [`cancel`](Self::cancel).
+pub struct JobHandle {
+    threads: Vec<JoinHandle<()>>,
+    job: Arc<JobShared>,
+    first_failure: Arc<Mutex<Option<(usize, OpFailure)>>>,
+    side_names: Vec<Vec<String>>,
+    cancelled: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("workers", &self.threads.len())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// A snapshot of the job's metrics, taken while it runs (or after it ended).
+    pub fn metrics(&self) -> JobMetrics {
+        let operators = self
+            .job
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(id, m)| snapshot(id, &self.job.names[id], m, &self.side_names[id]))
+            .collect();
+        let exchanges = self
+            .job
+            .exchanges
+            .iter()
+            .map(|(id, s)| ExchangeMetrics {
+                id: *id,
+                name: self.job.names[*id].clone(),
+                in_flight: s.in_flight(),
+                max_in_flight: s.max_in_flight.load(Ordering::Relaxed),
+                batches: s.batches.load(Ordering::Relaxed),
+            })
+            .collect();
+        JobMetrics {
+            operators,
+            exchanges,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Asks the job to stop gracefully: sources end as if their input were exhausted, so every
+    /// pending window and event-time timer fires and sinks finish. Returns at once; use
+    /// [`join`](Self::join) to wait.
+    pub fn stop(&self) {
+        self.job.stop.store(true, Ordering::Relaxed);
+        self.job.wake_all();
+    }
+
+    /// Aborts the job: workers exit as soon as they notice; nothing more is emitted.
+    /// [`join`](Self::join) then returns [`JobError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.job.abort.store(true, Ordering::Relaxed);
+        self.job.wake_all();
+    }
+
+    /// Whether every worker has exited.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the job to end.
+    ///
+    /// # Errors
+    ///
+    /// The first failure of any operator, naming it; [`JobError::Cancelled`] after
+    /// [`cancel`](Self::cancel).
+    pub fn join(mut self) -> Result<JobMetrics, JobError> {
+        for t in self.threads.drain(..) {
+            // Worker bodies catch their own panics; a join error cannot carry more information.
+            let _ = t.join();
+        }
+        let metrics = self.metrics();
+        let failure = self.first_failure.lock().expect("failure slot").take();
+        match failure {
+            Some((worker, f)) => {
+                let operator = OperatorName {
+                    id: f.op,
+                    name: self
+                        .job
+                        .names
+                        .get(f.op)
+                        .cloned()
+                        .unwrap_or_else(|| "<runtime>".into()),
+                };
+                Err(match f.kind {
+                    FailureKind::Error(source) => JobError::OperatorFailed {
+                        operator,
+                        worker,
+                        source,
+                    },
+                    FailureKind::Panic(message) => JobError::OperatorPanicked {
+                        operator,
+                        worker,
+                        message,
+                    },
+                    FailureKind::Aborted => JobError::Cancelled,
+                })
+            }
+            None if self.cancelled.load(Ordering::Relaxed) => Err(JobError::Cancelled),
+            None => Ok(metrics),
+        }
+    }
+}
+
+fn snapshot(id: usize, name: &str, m: &OpMetrics, side_names: &[String]) -> OperatorMetrics {
+    OperatorMetrics {
+        id,
+        name: name.to_string(),
+        records_in: m.records_in.load(Ordering::Relaxed),
+        records_out: m.records_out.load(Ordering::Relaxed),
+        late: m.late.load(Ordering::Relaxed),
+        side_outputs: side_names
+            .iter()
+            .zip(&m.side)
+            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
+            .collect(),
+        state_keys: m.state_keys.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+        pending_timers: m.timers.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Validates and starts a job on `config.parallelism` worker threads.
+pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError> {
+    config.validate()?;
+    if !graph.errors.is_empty() {
+        return Err(JobError::Graph(graph.errors.join("; ")));
+    }
+    if graph.nodes.is_empty() {
+        return Err(JobError::Graph("the job has no operators".into()));
+    }
+    let mut exchanges = Vec::new();
+    let mut shared = Vec::with_capacity(graph.nodes.len());
+    for (id, node) in graph.nodes.iter().enumerate() {
+        let mut cx = PrepareCx {
+            config: &config,
+            exchanges: &mut exchanges,
+            op: id,
+            name: &node.name,
+        };
+        shared.push(node.factory.prepare(&mut cx)?);
+    }
+    let side_names: Vec<Vec<String>> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut names: Vec<String> = n.side_ports.iter().map(|p| p.name.clone()).collect();
+            if n.has_side_outputs {
+                names.push("(unconsumed)".into());
+            }
+            names
+        })
+        .collect();
+    let p = config.parallelism;
+    let parkers: Vec<Parker> = (0..p).map(|_| Parker::new()).collect();
+    let job = Arc::new(JobShared {
+        metrics: side_names
+            .iter()
+            .map(|s| Arc::new(OpMetrics::new(s.len(), config.parallelism)))
+            .collect(),
+        names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        exchanges,
+        unparkers: parkers.iter().map(|p| p.unparker().clone()).collect(),
+        stop: AtomicBool::new(false),
+        abort: AtomicBool::new(false),
+        config,
+    });
+    let graph = Arc::new(graph);
+    let shared = Arc::new(shared);
+    let first_failure: Arc<Mutex<Option<(usize, OpFailure)>>> = Arc::new(Mutex::new(None));
+    let mut threads = Vec::with_capacity(p);
+    for (w, parker) in parkers.into_iter().enumerate() {
+        let (graph, shared, job_w, first) = (
+            graph.clone(),
+            shared.clone(),
+            job.clone(),
+            first_failure.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("sluice-worker-{w}"))
+            .spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    worker::run(w, &graph, &shared, &job_w, parker)
+                }));
+                let failure = match result {
+                    Ok(Ok(())) => return,
+                    Ok(Err(f)) => f,
+                    Err(payload) => OpFailure {
+                        op: worker::current_op(),
+                        kind: FailureKind::Panic(panic_message(&*payload)),
+                    },
+                };
+                if !matches!(failure.kind, FailureKind::Aborted) {
+                    let mut slot = first.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.is_none() {
+                        *slot = Some((w, failure));
+                    }
+                }
+                job_w.abort.store(true, Ordering::Relaxed);
+                job_w.wake_all();
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                job.abort.store(true, Ordering::Relaxed);
+                job.wake_all();
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(JobError::Spawn(e));
+            }
+        }
+    }
+    Ok(JobHandle {
+        threads,
+        job,
+        first_failure,
+        side_names,
+        cancelled: Arc::new(AtomicBool::new(false)),
+        started: Instant::now(),
+    })
+}

@@ -1,0 +1,408 @@
+//! Keyed state: typed, named tables owned by the runtime, addressed by an explicit key.
+//!
+//! A keyed operator declares its state when it is instantiated, through a [`StateRegistry`]:
+//! each declaration returns a small typed handle ([`ValueState`], [`MapState`], [`ListState`]).
+//! The tables themselves belong to the operator instance (one per worker) and are reached through
+//! the [`Context`](crate::process::Context) with the handle; every access names the key
+//! explicitly, there is no implicit "current key".
+//!
+//! Because the runtime owns every table, it can snapshot and restore all of them (grouped by key
+//! group) without help from the user's code. State names must be unique within an operator and
+//! stable across versions of a job: they identify the state in checkpoints.
+
+use std::any::Any;
+use std::marker::PhantomData;
+
+use crate::keys::{fast_map, FastMap, Key};
+
+/// Handle to a per-key single value of type `V`.
+#[derive(Debug)]
+pub struct ValueState<V> {
+    pub(crate) id: usize,
+    _v: PhantomData<fn() -> V>,
+}
+
+/// Handle to a per-key map from `UK` to `UV`.
+#[derive(Debug)]
+pub struct MapState<UK, UV> {
+    pub(crate) id: usize,
+    _v: PhantomData<fn() -> (UK, UV)>,
+}
+
+/// Handle to a per-key list of `V`.
+#[derive(Debug)]
+pub struct ListState<V> {
+    pub(crate) id: usize,
+    _v: PhantomData<fn() -> V>,
+}
+
+macro_rules! copy_handle {
+    ($($t:ident<$($p:ident),*>),*) => {$(
+        impl<$($p),*> Clone for $t<$($p),*> {
+            fn clone(&self) -> Self { *self }
+        }
+        impl<$($p),*> Copy for $t<$($p),*> {}
+    )*};
+}
+copy_handle!(ValueState<V>, MapState<UK, UV>, ListState<V>);
+
+/// A table of keyed state, as the runtime sees it.
+pub(crate) trait StateTable<K>: Any {
+    fn name(&self) -> &str;
+    fn keys(&self) -> usize;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// Where a keyed operator declares its state. Handed to the operator's constructor, once per
+/// worker.
+pub struct StateRegistry<K> {
+    pub(crate) tables: Vec<Box<dyn StateTable<K>>>,
+}
+
+impl<K: Key> StateRegistry<K> {
+    pub(crate) fn new() -> Self {
+        Self { tables: Vec::new() }
+    }
+
+    fn check_name(&self, name: &str) {
+        assert!(
+            self.tables.iter().all(|t| t.name() != name),
+            "keyed state `{name}` is declared twice in the same operator; state names must be unique"
+        );
+    }
+
+    /// Declares a per-key value.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is already declared in this operator (the job then fails with an error naming
+    /// the operator).
+    pub fn value<V: 'static>(&mut self, name: &str) -> ValueState<V> {
+        self.check_name(name);
+        self.tables.push(Box::new(ValueTable::<K, V> {
+            name: name.to_string(),
+            map: fast_map(),
+        }));
+        ValueState {
+            id: self.tables.len() - 1,
+            _v: PhantomData,
+        }
+    }
+
+    /// Declares a per-key map.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is already declared in this operator.
+    pub fn map<UK: Key, UV: 'static>(&mut self, name: &str) -> MapState<UK, UV> {
+        self.check_name(name);
+        self.tables.push(Box::new(MapTable::<K, UK, UV> {
+            name: name.to_string(),
+            map: fast_map(),
+        }));
+        MapState {
+            id: self.tables.len() - 1,
+            _v: PhantomData,
+        }
+    }
+
+    /// Declares a per-key list.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is already declared in this operator.
+    pub fn list<V: 'static>(&mut self, name: &str) -> ListState<V> {
+        self.check_name(name);
+        self.tables.push(Box::new(ListTable::<K, V> {
+            name: name.to_string(),
+            map: fast_map(),
+        }));
+        ListState {
+            id: self.tables.len() - 1,
+            _v: PhantomData,
+        }
+    }
+}
+
+/// The tables of one keyed operator instance.
+pub(crate) struct StateStore<K> {
+    tables: Vec<Box<dyn StateTable<K>>>,
+}
+
+impl<K: Key> StateStore<K> {
+    pub(crate) fn new(registry: StateRegistry<K>) -> Self {
+        Self {
+            tables: registry.tables,
+        }
+    }
+
+    #[inline]
+    fn table<X: 'static>(&mut self, id: usize) -> &mut X {
+        self.tables[id]
+            .as_any_mut()
+            .downcast_mut::<X>()
+            .expect("state handle used with the operator that declared it")
+    }
+
+    #[inline]
+    pub(crate) fn value<V: 'static>(&mut self, h: ValueState<V>) -> &mut ValueTable<K, V> {
+        self.table(h.id)
+    }
+
+    #[inline]
+    pub(crate) fn map<UK: Key, UV: 'static>(
+        &mut self,
+        h: MapState<UK, UV>,
+    ) -> &mut MapTable<K, UK, UV> {
+        self.table(h.id)
+    }
+
+    #[inline]
+    pub(crate) fn list<V: 'static>(&mut self, h: ListState<V>) -> &mut ListTable<K, V> {
+        self.table(h.id)
+    }
+
+    /// Total number of keys with state, over all tables.
+    pub(crate) fn keys(&self) -> usize {
+        self.tables.iter().map(|t| t.keys()).sum()
+    }
+}
+
+/// Per-key values of one [`ValueState`].
+pub struct ValueTable<K, V> {
+    name: String,
+    map: FastMap<K, V>,
+}
+
+impl<K: Key, V> ValueTable<K, V> {
+    /// The value for `key`, if set.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    /// The value for `key`, mutably, if set.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
+    /// Sets the value for `key`; returns the previous one. Clones the key only when it is new.
+    #[inline]
+    pub fn set(&mut self, key: &K, value: V) -> Option<V> {
+        match self.map.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, value)),
+            None => {
+                self.map.insert(key.clone(), value);
+                None
+            }
+        }
+    }
+
+    /// The value for `key`, inserting `make()` first if there is none.
+    #[inline]
+    pub fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
+        // Two lookups on insert, one on hit, and no key clone on a hit.
+        if !self.map.contains_key(key) {
+            self.map.insert(key.clone(), make());
+        }
+        self.map.get_mut(key).expect("just inserted")
+    }
+
+    /// Removes and returns the value for `key`.
+    #[inline]
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key)
+    }
+
+    /// Number of keys with a value.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Per-key maps of one [`MapState`].
+pub struct MapTable<K, UK, UV> {
+    name: String,
+    map: FastMap<K, FastMap<UK, UV>>,
+}
+
+impl<K: Key, UK: Key, UV> MapTable<K, UK, UV> {
+    /// The entry `user_key` of `key`'s map.
+    #[inline]
+    pub fn get(&self, key: &K, user_key: &UK) -> Option<&UV> {
+        self.map.get(key).and_then(|m| m.get(user_key))
+    }
+
+    /// The entry `user_key` of `key`'s map, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K, user_key: &UK) -> Option<&mut UV> {
+        self.map.get_mut(key).and_then(|m| m.get_mut(user_key))
+    }
+
+    /// Inserts into `key`'s map; returns the previous value.
+    #[inline]
+    pub fn insert(&mut self, key: &K, user_key: UK, value: UV) -> Option<UV> {
+        match self.map.get_mut(key) {
+            Some(m) => m.insert(user_key, value),
+            None => {
+                let mut m = fast_map();
+                m.insert(user_key, value);
+                self.map.insert(key.clone(), m);
+                None
+            }
+        }
+    }
+
+    /// Removes one entry of `key`'s map (and the key, when its map becomes empty).
+    #[inline]
+    pub fn remove(&mut self, key: &K, user_key: &UK) -> Option<UV> {
+        let m = self.map.get_mut(key)?;
+        let v = m.remove(user_key);
+        if m.is_empty() {
+            self.map.remove(key);
+        }
+        v
+    }
+
+    /// Iterates `key`'s map (in no particular order).
+    pub fn iter(&self, key: &K) -> impl Iterator<Item = (&UK, &UV)> {
+        self.map.get(key).into_iter().flat_map(|m| m.iter())
+    }
+
+    /// Number of entries in `key`'s map.
+    pub fn len_of(&self, key: &K) -> usize {
+        self.map.get(key).map_or(0, |m| m.len())
+    }
+
+    /// Removes `key`'s whole map.
+    pub fn clear(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    /// Number of keys with a non-empty map.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key has entries.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Per-key lists of one [`ListState`].
+pub struct ListTable<K, V> {
+    name: String,
+    map: FastMap<K, Vec<V>>,
+}
+
+impl<K: Key, V> ListTable<K, V> {
+    /// Appends to `key`'s list.
+    #[inline]
+    pub fn push(&mut self, key: &K, value: V) {
+        match self.map.get_mut(key) {
+            Some(l) => l.push(value),
+            None => {
+                self.map.insert(key.clone(), vec![value]);
+            }
+        }
+    }
+
+    /// `key`'s list (empty if none).
+    #[inline]
+    pub fn get(&self, key: &K) -> &[V] {
+        self.map.get(key).map_or(&[], |l| l.as_slice())
+    }
+
+    /// Removes and returns `key`'s list.
+    #[inline]
+    pub fn take(&mut self, key: &K) -> Vec<V> {
+        self.map.remove(key).unwrap_or_default()
+    }
+
+    /// Removes `key`'s list.
+    pub fn clear(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    /// Number of keys with a list.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key has a list.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+macro_rules! state_table {
+    ($t:ident<$($p:ident),*>) => {
+        impl<K: Key, $($p: 'static),*> StateTable<K> for $t<K, $($p),*> {
+            fn name(&self) -> &str { &self.name }
+            fn keys(&self) -> usize { self.map.len() }
+            fn as_any_mut(&mut self) -> &mut dyn Any { self }
+        }
+    };
+}
+state_table!(ValueTable<V>);
+state_table!(MapTable<UK, UV>);
+state_table!(ListTable<V>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_state_set_get_remove() {
+        let mut reg = StateRegistry::<String>::new();
+        let h = reg.value::<u32>("count");
+        let mut store = StateStore::new(reg);
+        let k = "a".to_string();
+        assert_eq!(store.value(h).set(&k, 1), None);
+        *store.value(h).get_or_insert_with(&k, || 0) += 1;
+        assert_eq!(store.value(h).get(&k), Some(&2));
+        assert_eq!(store.keys(), 1);
+        assert_eq!(store.value(h).remove(&k), Some(2));
+        assert_eq!(store.keys(), 0);
+    }
+
+    #[test]
+    fn map_state_drops_empty_keys() {
+        let mut reg = StateRegistry::<u8>::new();
+        let h = reg.map::<u32, &'static str>("m");
+        let mut store = StateStore::new(reg);
+        store.map(h).insert(&1, 10, "x");
+        store.map(h).insert(&1, 11, "y");
+        assert_eq!(store.map(h).len_of(&1), 2);
+        store.map(h).remove(&1, &10);
+        store.map(h).remove(&1, &11);
+        assert!(store.map(h).is_empty());
+    }
+
+    #[test]
+    fn list_state_appends_in_order() {
+        let mut reg = StateRegistry::<u8>::new();
+        let h = reg.list::<u32>("l");
+        let mut store = StateStore::new(reg);
+        store.list(h).push(&7, 1);
+        store.list(h).push(&7, 2);
+        assert_eq!(store.list(h).get(&7), &[1, 2]);
+        assert_eq!(store.list(h).take(&7), vec![1, 2]);
+        assert!(store.list(h).get(&7).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "declared twice")]
+    fn duplicate_state_names_are_rejected() {
+        let mut reg = StateRegistry::<u8>::new();
+        reg.value::<u32>("x");
+        reg.list::<u32>("x");
+    }
+}
