@@ -53,9 +53,9 @@ pub struct Timer {
 ///
 /// struct CountThenEmit { count: ValueState<u64> }
 ///
-/// impl KeyedProcessFunction<u32, i64> for CountThenEmit {
+/// impl KeyedProcessFunction<u32, (u32, i64)> for CountThenEmit {
 ///     type Out = (u32, u64);
-///     fn process(&mut self, key: &u32, _v: i64, ctx: &mut Context<'_, u32, (u32, u64)>) {
+///     fn process(&mut self, key: &u32, _v: (u32, i64), ctx: &mut Context<'_, u32, (u32, u64)>) {
 ///         let ts = ctx.timestamp();
 ///         let count = ctx.value(self.count).get_or_insert_with(key, || 0);
 ///         *count += 1;
