@@ -75,9 +75,8 @@ impl JobError {
     /// The operator this error is attributed to, if any.
     pub fn operator(&self) -> Option<&OperatorName> {
         match self {
-            JobError::OperatorPanicked { operator, .. } | JobError::OperatorFailed { operator, .. } => {
-                Some(operator)
-            }
+            JobError::OperatorPanicked { operator, .. }
+            | JobError::OperatorFailed { operator, .. } => Some(operator),
             _ => None,
         }
     }

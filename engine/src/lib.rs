@@ -57,6 +57,7 @@
 //! |---|---|
 //! | [`stream`] | [`StreamEnv`], [`Stream`], [`KeyedStream`]: describing a job |
 //! | [`time`], [`watermark`] | timestamps, clocks, watermark strategies |
+//! | [`window`] | tumbling, sliding and session windows |
 //! | [`process`], [`state`], [`side_output`] | keyed process functions, keyed state, side outputs |
 //! | [`source`], [`sink`] | the connector interfaces |
 //! | [`keys`] | key groups and routing |
@@ -77,6 +78,7 @@ pub mod state;
 pub mod stream;
 pub mod time;
 pub mod watermark;
+pub mod window;
 
 pub use config::Config;
 pub use error::{BoxError, JobError, OperatorName};
@@ -96,6 +98,7 @@ pub mod prelude {
     pub use crate::sink::{Sink, SinkContext, SinkWriter};
     pub use crate::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};
     pub use crate::state::{ListState, MapState, StateRegistry, ValueState};
+    pub use crate::window::{Aggregate, Session, Sliding, Tumbling, Window, WindowResult};
     pub use crate::{
         Config, Data, JobError, JobMetrics, KeyedStream, OutputTag, Record, Stream, StreamEnv,
         Timestamp, Watermarks,

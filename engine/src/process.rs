@@ -108,6 +108,9 @@ pub(crate) struct Parts<K, O> {
 pub struct Context<'a, K, O> {
     pub(crate) parts: &'a mut Parts<K, O>,
     pub(crate) timestamp: Timestamp,
+    /// Event time up to which TTL'd state counts as expired: the watermark for records; for a
+    /// timer, the timer's time (so timers firing at end of input see state as of their time).
+    pub(crate) horizon: Timestamp,
 }
 
 impl<K: Key, O> Context<'_, K, O> {
@@ -151,7 +154,7 @@ impl<K: Key, O> Context<'_, K, O> {
     /// The table behind a [`ValueState`] handle.
     #[inline]
     pub fn value<V: 'static>(&mut self, h: ValueState<V>) -> &mut ValueTable<K, V> {
-        self.parts.state.value(h)
+        self.parts.state.value(h, self.timestamp, self.horizon)
     }
 
     /// The table behind a [`MapState`] handle.

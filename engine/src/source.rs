@@ -127,8 +127,11 @@ pub trait Source<T>: Send + Sync + 'static {
     /// # Errors
     ///
     /// Whatever prevents opening the split; the job fails naming the source operator.
-    fn open(&self, split: &Split, position: Option<u64>)
-        -> Result<Box<dyn SplitReader<T>>, BoxError>;
+    fn open(
+        &self,
+        split: &Split,
+        position: Option<u64>,
+    ) -> Result<Box<dyn SplitReader<T>>, BoxError>;
 }
 
 /// Reads one split. Lives on one worker thread; need not be `Send`.

@@ -11,9 +11,12 @@
 //! stable across versions of a job: they identify the state in checkpoints.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use crate::keys::{fast_map, FastMap, Key};
+use crate::time::{duration_ms, Timestamp};
 
 /// Handle to a per-key single value of type `V`.
 #[derive(Debug)]
@@ -51,6 +54,8 @@ pub(crate) trait StateTable<K>: Any {
     fn name(&self) -> &str;
     fn keys(&self) -> usize;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The watermark reached `wm`: drop what expired. Default: nothing expires.
+    fn expire(&mut self, _wm: Timestamp) {}
 }
 
 /// Where a keyed operator declares its state. Handed to the operator's constructor, once per
@@ -78,10 +83,35 @@ impl<K: Key> StateRegistry<K> {
     /// If `name` is already declared in this operator (the job then fails with an error naming
     /// the operator).
     pub fn value<V: 'static>(&mut self, name: &str) -> ValueState<V> {
+        self.value_table(name, None)
+    }
+
+    /// Declares a per-key value that expires `ttl` of *event time* after it was last written.
+    ///
+    /// A value written while processing a record with timestamp `t` (or a timer at `t`) expires
+    /// once the operator's watermark reaches `t + ttl`: from then on it is invisible (reads
+    /// return `None`, as if it had never been set) and it is removed from memory within
+    /// `ttl / 8` more of event time. Every write ([`ValueTable::set`], and the mutable accessors
+    /// [`ValueTable::get_mut`] and [`ValueTable::get_or_insert_with`]) renews the expiry.
+    /// Processing time plays no part: a replay expires exactly what the live run expired.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is already declared in this operator.
+    pub fn value_with_ttl<V: 'static>(&mut self, name: &str, ttl: Duration) -> ValueState<V> {
+        self.value_table(name, Some(duration_ms(ttl).max(1)))
+    }
+
+    fn value_table<V: 'static>(&mut self, name: &str, ttl: Option<i64>) -> ValueState<V> {
         self.check_name(name);
         self.tables.push(Box::new(ValueTable::<K, V> {
             name: name.to_string(),
             map: fast_map(),
+            ttl,
+            bucket: ttl.map_or(1, |t| (t / 8).max(1)),
+            expiry: BTreeMap::new(),
+            write_time: Timestamp::MIN,
+            watermark: Timestamp::MIN,
         }));
         ValueState {
             id: self.tables.len() - 1,
@@ -144,9 +174,26 @@ impl<K: Key> StateStore<K> {
             .expect("state handle used with the operator that declared it")
     }
 
+    /// The value table of `h`, told the event time of the current write and the watermark
+    /// (for TTL).
     #[inline]
-    pub(crate) fn value<V: 'static>(&mut self, h: ValueState<V>) -> &mut ValueTable<K, V> {
-        self.table(h.id)
+    pub(crate) fn value<V: 'static>(
+        &mut self,
+        h: ValueState<V>,
+        now: Timestamp,
+        watermark: Timestamp,
+    ) -> &mut ValueTable<K, V> {
+        let t: &mut ValueTable<K, V> = self.table(h.id);
+        t.write_time = now;
+        t.watermark = watermark;
+        t
+    }
+
+    /// Drops expired state in every table.
+    pub(crate) fn expire(&mut self, wm: Timestamp) {
+        for t in &mut self.tables {
+            t.expire(wm);
+        }
     }
 
     #[inline]
@@ -171,56 +218,124 @@ impl<K: Key> StateStore<K> {
 /// Per-key values of one [`ValueState`].
 pub struct ValueTable<K, V> {
     name: String,
-    map: FastMap<K, V>,
+    map: FastMap<K, Slot<V>>,
+    /// Time to live in event-time ms, if any.
+    ttl: Option<i64>,
+    /// Expiry-queue granularity (ms).
+    bucket: i64,
+    /// Keys by the end of the bucket their expiry falls in. Every live key is queued once.
+    expiry: BTreeMap<Timestamp, Vec<K>>,
+    write_time: Timestamp,
+    watermark: Timestamp,
+}
+
+struct Slot<V> {
+    value: V,
+    /// Event time at which the value stops being visible (`Timestamp::MAX`: never).
+    expires: Timestamp,
 }
 
 impl<K: Key, V> ValueTable<K, V> {
-    /// The value for `key`, if set.
+    #[inline]
+    fn expiry_for_write(&self) -> Timestamp {
+        match self.ttl {
+            Some(ttl) if self.write_time != Timestamp::MIN => self.write_time.saturating_add(ttl),
+            // A write with no timestamp expires with the next watermark... unless none comes:
+            // use the watermark as the base instead.
+            Some(ttl) => self.watermark.max(0).saturating_add(ttl),
+            None => Timestamp::MAX,
+        }
+    }
+
+    #[inline]
+    fn queue(&mut self, key: &K, expires: Timestamp) {
+        if expires != Timestamp::MAX {
+            let end = expires.div_euclid(self.bucket).saturating_mul(self.bucket) + self.bucket - 1;
+            self.expiry.entry(end).or_default().push(key.clone());
+        }
+    }
+
+    /// The value for `key`, if set (and not expired).
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
+        self.map
+            .get(key)
+            .filter(|s| s.expires > self.watermark)
+            .map(|s| &s.value)
     }
 
-    /// The value for `key`, mutably, if set.
+    /// The value for `key`, mutably, if set (and not expired). Renews a TTL.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key)
+        let expires = self.expiry_for_write();
+        let wm = self.watermark;
+        let slot = self.map.get_mut(key).filter(|s| s.expires > wm)?;
+        slot.expires = expires;
+        Some(&mut slot.value)
     }
 
-    /// Sets the value for `key`; returns the previous one. Clones the key only when it is new.
+    /// Sets the value for `key`; returns the previous (unexpired) one. Clones the key only when
+    /// it is new.
     #[inline]
     pub fn set(&mut self, key: &K, value: V) -> Option<V> {
+        let expires = self.expiry_for_write();
+        let wm = self.watermark;
         match self.map.get_mut(key) {
-            Some(slot) => Some(std::mem::replace(slot, value)),
+            Some(slot) => {
+                let old = std::mem::replace(&mut slot.value, value);
+                let was_live = slot.expires > wm;
+                slot.expires = expires;
+                was_live.then_some(old)
+            }
             None => {
-                self.map.insert(key.clone(), value);
+                self.map.insert(key.clone(), Slot { value, expires });
+                self.queue(key, expires);
                 None
             }
         }
     }
 
-    /// The value for `key`, inserting `make()` first if there is none.
+    /// The value for `key`, inserting `make()` first if there is none (or it expired).
+    /// Renews a TTL.
     #[inline]
     pub fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
-        // Two lookups on insert, one on hit, and no key clone on a hit.
+        let expires = self.expiry_for_write();
+        let wm = self.watermark;
         if !self.map.contains_key(key) {
-            self.map.insert(key.clone(), make());
+            self.map.insert(
+                key.clone(),
+                Slot {
+                    value: make(),
+                    expires,
+                },
+            );
+            self.queue(key, expires);
+        } else {
+            let slot = self.map.get_mut(key).expect("present");
+            if slot.expires <= wm {
+                slot.value = make();
+            }
+            slot.expires = expires;
         }
-        self.map.get_mut(key).expect("just inserted")
+        &mut self.map.get_mut(key).expect("present").value
     }
 
-    /// Removes and returns the value for `key`.
+    /// Removes and returns the (unexpired) value for `key`.
     #[inline]
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key)
+        let wm = self.watermark;
+        self.map
+            .remove(key)
+            .filter(|s| s.expires > wm)
+            .map(|s| s.value)
     }
 
-    /// Number of keys with a value.
+    /// Number of keys holding a value in memory (expired values not yet swept included).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// Whether no key has a value.
+    /// Whether no key holds a value in memory.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -351,7 +466,40 @@ macro_rules! state_table {
         }
     };
 }
-state_table!(ValueTable<V>);
+impl<K: Key, V: 'static> StateTable<K> for ValueTable<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn keys(&self) -> usize {
+        self.map.len()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn expire(&mut self, wm: Timestamp) {
+        self.watermark = self.watermark.max(wm);
+        if self.ttl.is_none() {
+            return;
+        }
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            for key in entry.remove() {
+                let Some(slot) = self.map.get(&key) else {
+                    continue;
+                };
+                if slot.expires <= wm {
+                    self.map.remove(&key);
+                } else {
+                    // Renewed since it was queued: queue it again at its new expiry.
+                    let expires = slot.expires;
+                    self.queue(&key, expires);
+                }
+            }
+        }
+    }
+}
 state_table!(MapTable<UK, UV>);
 state_table!(ListTable<V>);
 
@@ -365,12 +513,46 @@ mod tests {
         let h = reg.value::<u32>("count");
         let mut store = StateStore::new(reg);
         let k = "a".to_string();
-        assert_eq!(store.value(h).set(&k, 1), None);
-        *store.value(h).get_or_insert_with(&k, || 0) += 1;
-        assert_eq!(store.value(h).get(&k), Some(&2));
+        assert_eq!(store.value(h, 0, 0).set(&k, 1), None);
+        *store.value(h, 0, 0).get_or_insert_with(&k, || 0) += 1;
+        assert_eq!(store.value(h, 0, 0).get(&k), Some(&2));
         assert_eq!(store.keys(), 1);
-        assert_eq!(store.value(h).remove(&k), Some(2));
+        assert_eq!(store.value(h, 0, 0).remove(&k), Some(2));
         assert_eq!(store.keys(), 0);
+    }
+
+    #[test]
+    fn ttl_values_expire_by_event_time_and_are_swept() {
+        let mut reg = StateRegistry::<u32>::new();
+        let h = reg.value_with_ttl::<&'static str>("seen", Duration::from_millis(100));
+        let mut store = StateStore::new(reg);
+        for k in 0..1_000u32 {
+            store.value(h, i64::from(k), 0).set(&k, "x");
+        }
+        // Not expired yet: key 999 was written at 999 and lives until 1099.
+        store.expire(1_000);
+        assert_eq!(store.value(h, 0, 1_000).get(&999), Some(&"x"));
+        assert_eq!(
+            store.value(h, 0, 1_000).get(&0),
+            None,
+            "expired values are invisible"
+        );
+        // A write renews the expiry.
+        store.value(h, 1_050, 1_000).set(&999, "y");
+        store.expire(1_100);
+        assert_eq!(store.value(h, 0, 1_100).get(&999), Some(&"y"));
+        store.expire(1_200);
+        assert_eq!(store.keys(), 0, "everything is swept once expired");
+    }
+
+    #[test]
+    fn values_without_ttl_never_expire() {
+        let mut reg = StateRegistry::<u32>::new();
+        let h = reg.value::<u8>("v");
+        let mut store = StateStore::new(reg);
+        store.value(h, 5, 0).set(&1, 9);
+        store.expire(i64::MAX - 1);
+        assert_eq!(store.value(h, 0, i64::MAX - 1).get(&1), Some(&9));
     }
 
     #[test]

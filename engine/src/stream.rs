@@ -20,6 +20,8 @@ use crate::operators::source::{FusedStrategy, SourceFactory};
 use crate::operators::stateless::{FilterFn, FlatMapFn, InspectFn, MapFn, StatelessFactory};
 use crate::operators::union::UnionFactory;
 use crate::operators::watermarks::WatermarkFactory;
+use crate::operators::window_pane::PaneWindowFactory;
+use crate::operators::window_session::SessionWindowFactory;
 use crate::process::{Context, KeyedProcessFunction};
 use crate::runtime::graph::{Edge, Graph, NodeFactory, NodeSpec, SidePort};
 use crate::runtime::job::{self, JobHandle};
@@ -28,6 +30,8 @@ use crate::sink::Sink;
 use crate::source::Source;
 use crate::state::{StateRegistry, ValueState};
 use crate::watermark::{TimestampAssigner, WatermarkStrategy};
+use crate::window::function::{AggregateFn, ProcessWindowFn, ReduceAgg, WindowFn};
+use crate::window::{Aggregate, Count, Window, WindowResult, WindowSpec};
 
 /// What a stream element must be: cloneable (for fan-out) and sendable (across workers).
 pub trait Data: Clone + Send + 'static {}
@@ -200,9 +204,7 @@ impl<T: Data> Stream<T> {
     }
 
     fn then<U: Data>(&self, name: &str, factory: Box<dyn NodeFactory>, side: bool) -> Stream<U> {
-        let id = self
-            .env
-            .add_node(name, vec![self.edge()], factory, side);
+        let id = self.env.add_node(name, vec![self.edge()], factory, side);
         Stream::new(self.env.clone(), id, 0)
     }
 
@@ -429,6 +431,16 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         )
     }
 
+    /// Groups each key's records into event-time windows (see [`crate::window`]).
+    pub fn window(self, spec: WindowSpec) -> WindowedStream<K, T> {
+        WindowedStream {
+            keyed: self,
+            spec,
+            lateness: 0,
+            late_tag: None,
+        }
+    }
+
     /// A running reduce per key: for every record, emits `(key, reduced value so far)`.
     pub fn reduce(self, f: impl Fn(&T, T) -> T + Send + Sync + 'static) -> Stream<(K, T)> {
         let f = Arc::new(f);
@@ -437,6 +449,92 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             f: f.clone(),
         })
         .name("reduce")
+    }
+}
+
+/// A keyed stream grouped into windows; finish it with [`aggregate`](Self::aggregate),
+/// [`count`](Self::count), [`reduce`](Self::reduce) or [`process`](Self::process).
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    spec: WindowSpec,
+    lateness: i64,
+    late_tag: Option<OutputTag<T>>,
+}
+
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    /// Keeps window state for `lateness` after a window fired: later elements update the result
+    /// (emitted again with `is_update` set) instead of being late. Default: zero.
+    pub fn allowed_lateness(mut self, lateness: std::time::Duration) -> Self {
+        self.lateness = crate::time::duration_ms(lateness);
+        self
+    }
+
+    /// Sends late elements (behind every window's lateness) to the side output `tag`; get it
+    /// with [`Stream::side_output`] on the result. Without it late elements are only counted
+    /// (the operator's `late` metric).
+    pub fn late_data(mut self, tag: &OutputTag<T>) -> Self {
+        self.late_tag = Some(tag.clone());
+        self
+    }
+
+    /// Aggregates each window incrementally: one accumulator per key and window.
+    pub fn aggregate<A: Aggregate<T>>(self, agg: A) -> Stream<WindowResult<K, A::Out>> {
+        self.build("window", AggregateFn(agg))
+    }
+
+    /// Counts each window's elements.
+    pub fn count(self) -> Stream<WindowResult<K, u64>> {
+        self.aggregate(Count).name("window_count")
+    }
+
+    /// Reduces each window's elements with `f`.
+    pub fn reduce(
+        self,
+        f: impl Fn(&T, T) -> T + Send + Sync + 'static,
+    ) -> Stream<WindowResult<K, T>> {
+        self.aggregate(ReduceAgg(f, PhantomData))
+            .name("window_reduce")
+    }
+
+    /// Hands all of a window's elements (in arrival order) to `f`, with the key and window.
+    /// Keeps every element in state until the window is cleaned up: prefer
+    /// [`aggregate`](Self::aggregate) when an accumulator suffices.
+    pub fn process<O: Data>(
+        self,
+        f: impl Fn(&K, Window, &[T]) -> O + Send + Sync + 'static,
+    ) -> Stream<WindowResult<K, O>> {
+        self.build("window_process", ProcessWindowFn(f, PhantomData))
+    }
+
+    fn build<W: WindowFn<K, T>>(self, name: &str, f: W) -> Stream<WindowResult<K, W::Out>> {
+        let input = self.keyed.inner;
+        if let Err(e) = self.spec.validate() {
+            input.env.with_graph(|g| g.errors.push(e));
+        }
+        let f = Arc::new(f);
+        let factory: Box<dyn NodeFactory> = match self.spec {
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => Box::new(PaneWindowFactory {
+                f,
+                size,
+                slide,
+                offset,
+                lateness: self.lateness,
+                late_tag: self.late_tag,
+                _k: PhantomData,
+            }),
+            WindowSpec::Session { gap } => Box::new(SessionWindowFactory {
+                f,
+                gap,
+                lateness: self.lateness,
+                late_tag: self.late_tag,
+                _k: PhantomData,
+            }),
+        };
+        input.then(name, factory, true)
     }
 }
 

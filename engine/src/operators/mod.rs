@@ -9,3 +9,5 @@ pub(crate) mod source;
 pub(crate) mod stateless;
 pub(crate) mod union;
 pub(crate) mod watermarks;
+pub(crate) mod window_pane;
+pub(crate) mod window_session;

@@ -104,9 +104,14 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> ProcessOp<K, T, F> {
                 break;
             };
             for key in keys {
+                let horizon = match domain {
+                    TimeDomain::EventTime => self.parts.watermark.min(time),
+                    TimeDomain::ProcessingTime => self.parts.watermark,
+                };
                 let mut ctx = Context {
                     parts: &mut self.parts,
                     timestamp: time,
+                    horizon,
                 };
                 self.f.on_timer(&key, Timer { time, domain }, &mut ctx);
             }
@@ -137,6 +142,7 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
             let mut ctx = Context {
                 parts: &mut self.parts,
                 timestamp: r.timestamp,
+                horizon: wm,
             };
             self.f.process(&key, value, &mut ctx);
         }
@@ -149,6 +155,7 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
         }
         self.parts.watermark = wm;
         self.fire(TimeDomain::EventTime, wm)?;
+        self.parts.state.expire(wm);
         self.parts.sides.watermark(wm)?;
         self.down.watermark(wm)
     }
@@ -169,6 +176,12 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
     fn end(&mut self) -> OpResult {
         self.parts.watermark = Timestamp::MAX;
         self.fire(TimeDomain::EventTime, Timestamp::MAX)?;
+        self.parts.state.expire(Timestamp::MAX);
+        self.metrics.set_state(
+            self.worker,
+            self.parts.state.keys(),
+            self.parts.event_timers.len() + self.parts.proc_timers.len(),
+        );
         self.parts.sides.end()?;
         self.down.end()
     }

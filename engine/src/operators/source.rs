@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{JobError, OpFailure, OpResult};
 use crate::metrics::OpMetrics;
 use crate::record::Record;
-use crate::runtime::graph::{BuildCx, Driver, DriverStatus, JobShared, NodeFactory, PrepareCx, Shared};
+use crate::runtime::graph::{
+    BuildCx, Driver, DriverStatus, JobShared, NodeFactory, PrepareCx, Shared,
+};
 use crate::runtime::push::{join_outputs, AnyPush, BoxPush};
 use crate::runtime::worker::enter;
 use crate::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};

@@ -37,7 +37,12 @@ pub(crate) fn current_op() -> usize {
 type Built = (Vec<Box<dyn Driver>>, Vec<Rc<RefCell<dyn Outbox>>>);
 
 /// Instantiates the graph on this worker, consumers first.
-fn build(worker: usize, graph: &Graph, shared: &[Shared], job: &JobShared) -> Result<Built, OpFailure> {
+fn build(
+    worker: usize,
+    graph: &Graph,
+    shared: &[Shared],
+    job: &JobShared,
+) -> Result<Built, OpFailure> {
     let mut consumers: Vec<Vec<Vec<AnyPush>>> = graph
         .nodes
         .iter()

@@ -1,0 +1,319 @@
+//! Session windows: per key, a short list of open sessions; one time-ordered timer queue of
+//! "earliest possible close" entries, re-armed lazily.
+//!
+//! An element opens `[ts, ts + gap)` and merges with every session of its key that it touches
+//! or overlaps, in whatever order elements arrive, so an out-of-order element can bridge two
+//! sessions. A key has at most one armed timer, at the earliest time one of its sessions could
+//! close (or be cleaned up after its allowed lateness). Extending a session does not touch the
+//! queue: when the timer fires early it simply re-arms at the new earliest time.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{OpFailure, OpResult};
+use crate::keys::{fast_map, FastMap, Key};
+use crate::metrics::OpMetrics;
+use crate::record::Record;
+use crate::runtime::graph::{BuildCx, NodeFactory};
+use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
+use crate::runtime::timers::TimerQueue;
+use crate::runtime::worker::enter;
+use crate::side_output::{OutputTag, SideOutputs};
+use crate::time::{Timestamp, NO_TIMESTAMP};
+use crate::window::function::WindowFn;
+use crate::window::{Window, WindowResult};
+
+pub(crate) struct SessionWindowFactory<K, T, W> {
+    pub(crate) f: Arc<W>,
+    pub(crate) gap: i64,
+    pub(crate) lateness: i64,
+    pub(crate) late_tag: Option<OutputTag<T>>,
+    pub(crate) _k: PhantomData<fn(K)>,
+}
+
+impl<K, T, W> NodeFactory for SessionWindowFactory<K, T, W>
+where
+    K: Key,
+    T: Clone + Send + 'static,
+    W: WindowFn<K, T>,
+{
+    fn build(
+        &self,
+        cx: &mut BuildCx<'_>,
+        _shared: &(dyn Any + Send + Sync),
+        mut outputs: Vec<Vec<AnyPush>>,
+    ) -> Result<Vec<AnyPush>, OpFailure> {
+        let metrics = cx.metrics();
+        let op: BoxPush<(K, T)> = Box::new(SessionWindowOp {
+            f: self.f.clone(),
+            gap: self.gap,
+            lateness: self.lateness,
+            keys: fast_map(),
+            timers: TimerQueue::new(),
+            wm: Timestamp::MIN,
+            out: Vec::new(),
+            sides: SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone()),
+            late_tag: self.late_tag.clone(),
+            down: join_outputs::<WindowResult<K, W::Out>>(outputs.swap_remove(0)),
+            batch_size: cx.config().batch_size,
+            id: cx.op,
+            worker: cx.worker,
+            metrics,
+        });
+        Ok(vec![erase(op)])
+    }
+}
+
+struct Session<A> {
+    start: Timestamp,
+    end: Timestamp,
+    acc: A,
+    fired: bool,
+}
+
+struct KeySessions<A> {
+    /// Disjoint, non-touching sessions, in no particular order (usually one).
+    sessions: Vec<Session<A>>,
+    /// The time of this key's armed timer, or `Timestamp::MAX` if none.
+    armed: Timestamp,
+}
+
+struct SessionWindowOp<K, T, W: WindowFn<K, T>> {
+    f: Arc<W>,
+    gap: i64,
+    lateness: i64,
+    keys: FastMap<K, KeySessions<W::Acc>>,
+    timers: TimerQueue<K>,
+    wm: Timestamp,
+    out: Vec<Record<WindowResult<K, W::Out>>>,
+    sides: SideOutputs,
+    late_tag: Option<OutputTag<T>>,
+    down: BoxPush<WindowResult<K, W::Out>>,
+    batch_size: usize,
+    id: usize,
+    worker: usize,
+    metrics: Arc<OpMetrics>,
+}
+
+/// When a session needs attention next: its close, or once fired, its cleanup.
+#[inline]
+fn due_time<A>(s: &Session<A>, lateness: i64) -> Timestamp {
+    if s.fired {
+        (s.end - 1).saturating_add(lateness)
+    } else {
+        s.end - 1
+    }
+}
+
+impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
+    fn emit<A>(
+        f: &W,
+        out: &mut Vec<Record<WindowResult<K, W::Out>>>,
+        key: &K,
+        s: &Session<A>,
+        acc: &W::Acc,
+        is_update: bool,
+    ) {
+        let window = Window {
+            start: s.start,
+            end: s.end,
+        };
+        out.push(Record::new(
+            window.max_timestamp(),
+            WindowResult {
+                key: key.clone(),
+                window,
+                value: f.finish(key, window, acc),
+                is_update,
+            },
+        ));
+    }
+
+    fn add(&mut self, ts: Timestamp, key: K, value: T) {
+        let (start, end) = (ts, ts.saturating_add(self.gap));
+        let (lateness, wm) = (self.lateness, self.wm);
+        let entry = match self.keys.get_mut(&key) {
+            Some(e) => e,
+            None => {
+                if end - 1 + lateness <= wm {
+                    return self.late(ts, value);
+                }
+                self.keys.insert(
+                    key.clone(),
+                    KeySessions {
+                        sessions: Vec::with_capacity(1),
+                        armed: Timestamp::MAX,
+                    },
+                );
+                self.keys.get_mut(&key).expect("just inserted")
+            }
+        };
+        // Merge every session this element touches into one.
+        let mut merged: Option<Session<W::Acc>> = None;
+        let mut i = 0;
+        while i < entry.sessions.len() {
+            let s = &entry.sessions[i];
+            if s.start <= end && start <= s.end {
+                let s = entry.sessions.swap_remove(i);
+                merged = Some(match merged {
+                    None => s,
+                    Some(mut m) => {
+                        m.start = m.start.min(s.start);
+                        m.end = m.end.max(s.end);
+                        m.fired |= s.fired;
+                        self.f.merge(&mut m.acc, s.acc);
+                        m
+                    }
+                });
+            } else {
+                i += 1;
+            }
+        }
+        let mut session = match merged {
+            Some(mut m) => {
+                m.start = m.start.min(start);
+                m.end = m.end.max(end);
+                m
+            }
+            None => {
+                if end - 1 + lateness <= wm {
+                    if entry.sessions.is_empty() {
+                        self.keys.remove(&key);
+                    }
+                    return self.late(ts, value);
+                }
+                Session {
+                    start,
+                    end,
+                    acc: self.f.create(),
+                    fired: false,
+                }
+            }
+        };
+        self.f.add(&mut session.acc, value);
+        if session.end - 1 <= wm {
+            // Behind the watermark but within the lateness: fire again at once.
+            Self::emit(
+                &self.f,
+                &mut self.out,
+                &key,
+                &session,
+                &session.acc,
+                session.fired,
+            );
+            session.fired = true;
+        }
+        let due = due_time(&session, lateness);
+        entry.sessions.push(session);
+        if due < entry.armed {
+            entry.armed = due;
+            self.timers.register(&key, due);
+        }
+    }
+
+    fn late(&mut self, ts: Timestamp, value: T) {
+        self.metrics.add_late(1);
+        if let Some(tag) = &self.late_tag {
+            self.sides.emit(tag, ts, value);
+        }
+    }
+
+    fn advance(&mut self, wm: Timestamp) -> OpResult {
+        enter(self.id);
+        self.wm = wm;
+        while let Some((time, keys)) = self.timers.pop_due(wm) {
+            for key in keys {
+                let Some(entry) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                if entry.armed == time {
+                    entry.armed = Timestamp::MAX;
+                }
+                let lateness = self.lateness;
+                let mut i = 0;
+                while i < entry.sessions.len() {
+                    let s = &mut entry.sessions[i];
+                    if !s.fired && s.end - 1 <= wm {
+                        Self::emit(&self.f, &mut self.out, &key, s, &s.acc, false);
+                        s.fired = true;
+                    }
+                    if s.fired && (s.end - 1).saturating_add(lateness) <= wm {
+                        entry.sessions.swap_remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+                match entry.sessions.iter().map(|s| due_time(s, lateness)).min() {
+                    None => {
+                        self.keys.remove(&key);
+                    }
+                    Some(next) => {
+                        if next < entry.armed {
+                            entry.armed = next;
+                            self.timers.register(&key, next);
+                        }
+                    }
+                }
+            }
+            if self.out.len() >= self.batch_size {
+                self.flush()?;
+                enter(self.id);
+            }
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> OpResult {
+        self.metrics
+            .set_state(self.worker, self.keys.len(), self.timers.len());
+        self.sides.flush()?;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_out(self.out.len());
+        self.down.push(&mut self.out)
+    }
+}
+
+impl<K: Key, T: 'static, W: WindowFn<K, T>> Push<(K, T)> for SessionWindowOp<K, T, W> {
+    fn push(&mut self, batch: &mut Vec<Record<(K, T)>>) -> OpResult {
+        enter(self.id);
+        self.metrics.add_in(batch.len());
+        for r in batch.drain(..) {
+            let (key, value) = r.value;
+            if r.timestamp == NO_TIMESTAMP {
+                self.late(r.timestamp, value);
+            } else {
+                self.add(r.timestamp, key, value);
+            }
+        }
+        self.flush()
+    }
+
+    fn watermark(&mut self, wm: Timestamp) -> OpResult {
+        if wm <= self.wm {
+            return Ok(());
+        }
+        self.advance(wm)?;
+        self.sides.watermark(wm)?;
+        self.down.watermark(wm)
+    }
+
+    fn idle(&mut self) -> OpResult {
+        self.down.idle()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> OpResult {
+        self.sides.tick(now)?;
+        self.down.tick(now)
+    }
+
+    fn end(&mut self) -> OpResult {
+        if self.wm < Timestamp::MAX {
+            self.advance(Timestamp::MAX)?;
+        }
+        self.sides.end()?;
+        self.down.end()
+    }
+}
