@@ -44,7 +44,11 @@ impl<T: Clone> CollectSink<T> {
 
     /// The values received so far, in arrival order.
     pub fn values(&self) -> Vec<T> {
-        self.records.lock().iter().map(|r| r.value.clone()).collect()
+        self.records
+            .lock()
+            .iter()
+            .map(|r| r.value.clone())
+            .collect()
     }
 
     /// The values received so far, sorted.

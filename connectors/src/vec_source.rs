@@ -6,6 +6,8 @@ use sluice_engine::source::{Source, SourceOutput, SourceStatus, Split, SplitRead
 use sluice_engine::time::Timestamp;
 use sluice_engine::BoxError;
 
+use crate::share::{share_count, share_splits};
+
 /// A bounded source over a vector of values (optionally with timestamps).
 ///
 /// By default it has one split per worker; split `i` of `n` holds the elements at indices
@@ -59,8 +61,10 @@ impl<T: Clone + Send + Sync + 'static> VecSource<T> {
 
 impl<T: Clone + Send + Sync + 'static> Source<T> for VecSource<T> {
     fn splits(&self, parallelism: usize) -> Result<Vec<Split>, BoxError> {
-        let n = self.splits.unwrap_or(parallelism).max(1);
-        Ok((0..n).map(|i| Split::new(format!("vec-{i}-of-{n}"), i)).collect())
+        Ok(share_splits(
+            "vec",
+            self.splits.unwrap_or(parallelism).max(1),
+        ))
     }
 
     fn open(
@@ -68,18 +72,7 @@ impl<T: Clone + Send + Sync + 'static> Source<T> for VecSource<T> {
         split: &Split,
         position: Option<u64>,
     ) -> Result<Box<dyn SplitReader<T>>, BoxError> {
-        let n = self.splits.unwrap_or(0);
-        // Recover the split count from the id when it was chosen by parallelism.
-        let count = if n > 0 {
-            n
-        } else {
-            split
-                .id
-                .rsplit("-of-")
-                .next()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("malformed vec split id `{}`", split.id))?
-        };
+        let count = share_count(split)?;
         Ok(Box::new(VecReader {
             items: self.items.clone(),
             next: split.index + position.unwrap_or(0) as usize * count,

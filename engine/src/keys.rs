@@ -23,15 +23,16 @@ pub type FastSet<K> = hashbrown::HashSet<K, FixedState>;
 
 /// A fresh, empty [`FastMap`].
 pub fn fast_map<K, V>() -> FastMap<K, V> {
-    FastMap::with_hasher(FixedState::with_seed(0x5eed_51u64))
+    FastMap::with_hasher(FixedState::with_seed(STATE_SEED))
 }
 
 /// A fresh, empty [`FastSet`].
 pub fn fast_set<K>() -> FastSet<K> {
-    FastSet::with_hasher(FixedState::with_seed(0x5eed_51u64))
+    FastSet::with_hasher(FixedState::with_seed(STATE_SEED))
 }
 
-const ROUTING_SEED: u64 = 0x51_u64 << 32 | 0xce;
+const ROUTING_SEED: u64 = 0x0051_0000_00ce;
+const STATE_SEED: u64 = 0x005e_ed51;
 
 /// The stable 64-bit routing hash of a key.
 #[inline]
@@ -43,7 +44,7 @@ pub fn key_hash<K: Hash + ?Sized>(key: &K) -> u64 {
 #[inline]
 pub fn key_group<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
     // Multiply-shift instead of modulo: uniform and branch-free.
-    ((key_hash(key) >> 32) * max_parallelism as u64 >> 32) as usize
+    (((key_hash(key) >> 32) * max_parallelism as u64) >> 32) as usize
 }
 
 /// The worker (in `0..parallelism`) that owns a key group.

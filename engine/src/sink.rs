@@ -17,6 +17,16 @@ pub struct SinkContext {
     pub parallelism: usize,
 }
 
+impl SinkContext {
+    /// The context of worker `worker` of `parallelism` (for tests of a sink outside a job).
+    pub fn new(worker: usize, parallelism: usize) -> Self {
+        Self {
+            worker,
+            parallelism,
+        }
+    }
+}
+
 /// A destination for records of type `T`.
 pub trait Sink<T>: Send + Sync + 'static {
     /// Opens the writer for one worker, on that worker's thread.

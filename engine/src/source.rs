@@ -50,7 +50,9 @@ pub struct SourceOutput<'a, T> {
 }
 
 impl<'a, T> SourceOutput<'a, T> {
-    pub(crate) fn new(buf: &'a mut Vec<Record<T>>, limit: usize) -> Self {
+    /// An output that appends to `buf` until it holds `limit` records. The runtime makes one per
+    /// poll; tests of a reader can make their own.
+    pub fn new(buf: &'a mut Vec<Record<T>>, limit: usize) -> Self {
         Self { buf, limit }
     }
 

@@ -1,1 +1,9 @@
-//! placeholder
+//! # sluice-jobs
+//!
+//! The ride-hailing jobs that motivated sluice, composed from its public API, and the
+//! `ridehail` binary that runs them. The business rules come from
+//! `shared/reference/ride-hailing-streaming-architecture.md`; the wire format and validation from
+//! `shared/reference/events.md`.
+
+pub mod event;
+pub mod timestamp;

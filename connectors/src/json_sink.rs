@@ -1,0 +1,195 @@
+//! A sink that writes JSON Lines files into a directory, one file per worker: [`JsonLinesSink`].
+//!
+//! The output reads back with [`JsonLinesSource`](crate::JsonLinesSource).
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
+use sluice_engine::{BoxError, Record};
+
+/// Write buffer per worker.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Writes every value as one line of JSON to `dir/part-{worker}.jsonl`.
+///
+/// The directory is created if it is missing. Each worker creates (or truncates) its own part
+/// file, so workers never contend for a file; part files of an earlier run with more workers are
+/// left alone. Writes are buffered and flushed at end of input; a value is serialized into a
+/// reused buffer first, so a value that fails to serialize leaves no partial line behind.
+///
+/// # Errors
+///
+/// Opening fails if the directory cannot be created or the part file cannot be created (the
+/// message names the path); a write or flush error, or a value `serde_json` cannot serialize
+/// (a map with non-string keys, say), fails the job. I/O errors keep their
+/// [`io::ErrorKind`], so [`JobError::is_retryable`](sluice_engine::JobError::is_retryable)
+/// can judge them.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_connectors::{JsonLinesSink, VecSource};
+/// use sluice_engine::{Config, StreamEnv};
+///
+/// let dir = std::env::temp_dir().join(format!("sluice-json-sink-doc-{}", std::process::id()));
+/// let env = StreamEnv::new(Config::default());
+/// env.source(VecSource::new(vec![(1, "a"), (2, "b")])).sink(JsonLinesSink::new(&dir));
+/// env.execute()?;
+/// assert_eq!(std::fs::read_to_string(dir.join("part-0.jsonl"))?, "[1,\"a\"]\n[2,\"b\"]\n");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JsonLinesSink<T> {
+    dir: PathBuf,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for JsonLinesSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for JsonLinesSink<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonLinesSink")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl<T: Serialize + 'static> JsonLinesSink<T> {
+    /// A sink writing into `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Adds `what` and `path` to an I/O error's message, keeping its kind.
+fn at_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
+    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
+        Ok(Box::new(self.open_part(cx.worker)?))
+    }
+}
+
+impl<T> JsonLinesSink<T> {
+    /// The file worker `worker` writes: `dir/part-{worker}.jsonl`.
+    pub fn part_path(&self, worker: usize) -> PathBuf {
+        self.dir.join(format!("part-{worker}.jsonl"))
+    }
+
+    /// Creates the directory and worker `worker`'s part file.
+    fn open_part(&self, worker: usize) -> io::Result<JsonLinesWriter> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| at_path(e, "cannot create output directory", &self.dir))?;
+        let path = self.part_path(worker);
+        let file = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
+        Ok(JsonLinesWriter {
+            out: BufWriter::with_capacity(WRITE_BUFFER, file),
+            line: Vec::new(),
+            path,
+        })
+    }
+}
+
+struct JsonLinesWriter {
+    out: BufWriter<File>,
+    line: Vec<u8>,
+    path: PathBuf,
+}
+
+impl<T: Serialize> SinkWriter<T> for JsonLinesWriter {
+    fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        for record in batch.drain(..) {
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &record.value).map_err(|e| {
+                format!("cannot serialize a record for {}: {e}", self.path.display())
+            })?;
+            self.line.push(b'\n');
+            self.out
+                .write_all(&self.line)
+                .map_err(|e| at_path(e, "cannot write", &self.path))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.out
+            .flush()
+            .map_err(|e| at_path(e, "cannot write", &self.path))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_engine::time::NO_TIMESTAMP;
+
+    use super::*;
+
+    fn open<T: Serialize + 'static>(
+        sink: &JsonLinesSink<T>,
+        worker: usize,
+    ) -> io::Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(sink.open_part(worker)?))
+    }
+
+    #[test]
+    fn writes_one_line_per_value_and_flushes_on_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::new(dir.path().join("out"));
+        let mut w = open(&sink, 1).unwrap();
+        let mut batch = vec![
+            Record::new(NO_TIMESTAMP, BTreeMap::from([("a", 1)])),
+            Record::new(NO_TIMESTAMP, BTreeMap::from([("b", 2)])),
+        ];
+        w.write(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        w.finish().unwrap();
+        let text = fs::read_to_string(sink.part_path(1)).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn unserializable_value_fails_without_a_partial_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::new(dir.path());
+        let mut w = open(&sink, 0).unwrap();
+        let mut ok = vec![Record::new(NO_TIMESTAMP, BTreeMap::from([(vec![1u8], 1)]))];
+        let err = w.write(&mut ok).unwrap_err();
+        assert!(err.to_string().contains("cannot serialize"), "{err}");
+        w.finish().unwrap();
+        assert_eq!(fs::read_to_string(sink.part_path(0)).unwrap(), "");
+    }
+
+    #[test]
+    fn unwritable_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, b"").unwrap();
+        let sink = JsonLinesSink::<u8>::new(blocker.join("sub"));
+        let err = open(&sink, 0).err().unwrap();
+        assert!(
+            err.to_string().contains("cannot create output directory"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sub"), "{err}");
+    }
+}

@@ -1,0 +1,609 @@
+//! Line-oriented sources: [`LinesSource`] (raw text lines), [`BadLine`] (what a line that
+//! cannot become a record turns into instead), and the reader they share with
+//! [`JsonLinesSource`](crate::JsonLinesSource).
+//!
+//! The one rule everything here keeps: every input line becomes exactly one record, `Ok` or
+//! `Err(BadLine)`. Bad input neither fails the job nor vanishes.
+//!
+//! Submodules: `framing` (bounded splitting of bytes into lines) and `stdin` (reading standard
+//! input on its own thread).
+
+mod framing;
+mod stdin;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use sluice_engine::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};
+use sluice_engine::BoxError;
+
+use self::framing::{Framed, LineFramer};
+
+/// The default limit on a line's length: 64 KiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The [`BadLine::source`] of a line read from standard input.
+pub const STDIN_NAME: &str = "-";
+
+/// An input line that could not be turned into a record, with where it came from and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// The raw line without its terminator, lossily decoded if it is not UTF-8; for a
+    /// [`TooLong`](BadLineReason::TooLong) line, its first 1 KiB.
+    pub line: String,
+    /// Byte offset of the line's first byte in its input.
+    pub offset: u64,
+    /// The file path the line was read from, or `"-"` for standard input.
+    pub source: String,
+    /// What is wrong with it.
+    pub reason: BadLineReason,
+}
+
+/// Why a line is a [`BadLine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadLineReason {
+    /// Empty or only whitespace.
+    Empty,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// Longer than the configured limit.
+    TooLong {
+        /// The line's length in bytes, without its terminator.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not JSON, or not JSON of the expected shape; the message is `serde_json`'s.
+    InvalidJson(String),
+}
+
+impl fmt::Display for BadLineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty line"),
+            Self::NotUtf8 => f.write_str("not valid UTF-8"),
+            Self::TooLong { len, limit } => {
+                write!(f, "line of {len} bytes exceeds the limit of {limit}")
+            }
+            Self::InvalidJson(msg) => write!(f, "invalid JSON: {msg}"),
+        }
+    }
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at byte {}: {}",
+            self.source, self.offset, self.reason
+        )
+    }
+}
+
+impl std::error::Error for BadLine {}
+
+/// A source of raw text lines: `Ok(line)` (without its terminator) or `Err(`[`BadLine`]`)`,
+/// for callers that validate lines themselves.
+///
+/// It reads one or more files (one split per file) or standard input (one split), and emits
+/// one record per input line. Bad input never fails the job and never vanishes: every line
+/// becomes exactly one record, so downstream can route the errors to a dead-letter output and
+/// count on `good + bad == lines`. A line is bad when it is
+///
+/// - empty or only whitespace ([`BadLineReason::Empty`]),
+/// - longer than the limit, `\n` / `\r\n` not counted ([`BadLineReason::TooLong`]; default
+///   64 KiB, see [`max_line_bytes`](Self::max_line_bytes)). It is skipped to its newline without
+///   being held in memory; its first 1 KiB is kept in [`BadLine::line`],
+/// - not UTF-8 ([`BadLineReason::NotUtf8`]),
+/// - or, for [`JsonLinesSource`](crate::JsonLinesSource), not a valid value of the target type
+///   ([`BadLineReason::InvalidJson`]).
+///
+/// Records carry no timestamp. Lines are read into a reused buffer; the only allocation per good
+/// line is the `String` it becomes.
+///
+/// # Checkpointing
+///
+/// A split's position is the byte offset of its next unread line. Opening a file split at a
+/// position seeks there. The position must be inside the file and at the start of a line (the
+/// byte before it a `\n`), or the open fails: restoring against a different file is an error,
+/// not garbage. Standard input cannot seek: only position 0 is accepted.
+///
+/// # Standard input
+///
+/// Standard input is read on a dedicated thread and handed over in batches through a bounded
+/// channel, so a worker never blocks on it: when no line is ready the reader reports
+/// [`SourceStatus::Pending`], and [`SourceStatus::Finished`] at end of input. Read at most one
+/// standard-input source per process.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_connectors::{CollectSink, LinesSource};
+/// use sluice_engine::{Config, StreamEnv};
+///
+/// let path = std::env::temp_dir().join(format!("sluice-lines-doc-{}.txt", std::process::id()));
+/// std::fs::write(&path, "one\n\ntwo\n")?;
+/// let env = StreamEnv::new(Config::default());
+/// let out = CollectSink::new();
+/// env.source(LinesSource::files([&path])).sink(out.clone());
+/// env.execute()?;
+/// let lines = out.values();
+/// assert_eq!(lines.iter().filter(|l| l.is_ok()).count(), 2);
+/// assert_eq!(lines.iter().filter(|l| l.is_err()).count(), 1); // the empty line
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LinesSource {
+    inner: LineSource<Raw>,
+}
+
+impl LinesSource {
+    /// Reads `paths`, one split per file. The paths must be distinct.
+    pub fn files<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
+        Self {
+            inner: LineSource::files(paths),
+        }
+    }
+
+    /// Reads standard input (one split).
+    pub fn stdin() -> Self {
+        Self {
+            inner: LineSource::stdin(),
+        }
+    }
+
+    /// Sets the longest acceptable line, in bytes without the terminator (default
+    /// [`DEFAULT_MAX_LINE_BYTES`]).
+    pub fn max_line_bytes(self, n: usize) -> Self {
+        Self {
+            inner: self.inner.max_line_bytes(n),
+        }
+    }
+}
+
+impl Source<Result<String, BadLine>> for LinesSource {
+    fn splits(&self, parallelism: usize) -> Result<Vec<Split>, BoxError> {
+        self.inner.splits(parallelism)
+    }
+
+    fn open(
+        &self,
+        split: &Split,
+        position: Option<u64>,
+    ) -> Result<Box<dyn SplitReader<Result<String, BadLine>>>, BoxError> {
+        self.inner.open(split, position)
+    }
+}
+
+/// Turns a well-formed (non-empty, UTF-8, short enough) line into a value.
+pub(crate) trait Decode: 'static {
+    /// The value of a good line.
+    type Out;
+    /// Decodes `line`, or says why it is bad.
+    fn decode(line: &str) -> Result<Self::Out, BadLineReason>;
+}
+
+/// The line itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw;
+
+impl Decode for Raw {
+    type Out = String;
+
+    #[inline]
+    fn decode(line: &str) -> Result<String, BadLineReason> {
+        Ok(line.to_owned())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Files(Vec<PathBuf>),
+    Stdin,
+}
+
+/// The line source behind [`LinesSource`] and [`JsonLinesSource`](crate::JsonLinesSource),
+/// generic over how a good line is decoded.
+pub(crate) struct LineSource<D> {
+    input: Input,
+    max_line_bytes: usize,
+    _decode: PhantomData<fn() -> D>,
+}
+
+impl<D> Clone for LineSource<D> {
+    fn clone(&self) -> Self {
+        Self {
+            input: self.input.clone(),
+            max_line_bytes: self.max_line_bytes,
+            _decode: PhantomData,
+        }
+    }
+}
+
+impl<D> fmt::Debug for LineSource<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LineSource")
+            .field("input", &self.input)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .finish()
+    }
+}
+
+impl<D: Decode> LineSource<D> {
+    pub(crate) fn files<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
+        Self::new(Input::Files(paths.into_iter().map(Into::into).collect()))
+    }
+
+    pub(crate) fn stdin() -> Self {
+        Self::new(Input::Stdin)
+    }
+
+    fn new(input: Input) -> Self {
+        Self {
+            input,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            _decode: PhantomData,
+        }
+    }
+
+    pub(crate) fn max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
+    }
+}
+
+impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
+    fn splits(&self, _parallelism: usize) -> Result<Vec<Split>, BoxError> {
+        match &self.input {
+            Input::Stdin => Ok(vec![Split::new("stdin", 0)]),
+            Input::Files(paths) => {
+                let mut splits: Vec<Split> = Vec::with_capacity(paths.len());
+                for (i, path) in paths.iter().enumerate() {
+                    let id = path.display().to_string();
+                    if splits.iter().any(|s| s.id == id) {
+                        return Err(format!("file `{id}` is listed twice").into());
+                    }
+                    splits.push(Split::new(id, i));
+                }
+                Ok(splits)
+            }
+        }
+    }
+
+    fn open(
+        &self,
+        split: &Split,
+        position: Option<u64>,
+    ) -> Result<Box<dyn SplitReader<Result<D::Out, BadLine>>>, BoxError> {
+        let position = position.unwrap_or(0);
+        match &self.input {
+            Input::Stdin => {
+                if position != 0 {
+                    return Err(format!(
+                        "standard input cannot seek: cannot resume at byte {position}"
+                    )
+                    .into());
+                }
+                let feed = stdin::spawn(io::stdin(), self.max_line_bytes)?;
+                Ok(Box::new(LineReader::<D, _>::new(
+                    feed,
+                    STDIN_NAME,
+                    self.max_line_bytes,
+                )))
+            }
+            Input::Files(paths) => {
+                let path = paths
+                    .get(split.index)
+                    .filter(|p| p.display().to_string() == split.id)
+                    .ok_or_else(|| format!("split `{}` is not a file of this source", split.id))?;
+                let name = path.display().to_string();
+                let file = open_at(File::open(path), position, &name)?;
+                let feed = FileFeed {
+                    framer: LineFramer::new(file, position, self.max_line_bytes),
+                    line: Vec::new(),
+                    name: name.clone(),
+                };
+                Ok(Box::new(LineReader::<D, _>::new(
+                    feed,
+                    &name,
+                    self.max_line_bytes,
+                )))
+            }
+        }
+    }
+}
+
+/// Adds `name` to an I/O error's message, keeping its kind (so retryability is preserved).
+fn in_file(e: io::Error, name: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{name}: {e}"))
+}
+
+/// Seeks a freshly opened file to `position`, checking that a line starts there.
+fn open_at(file: io::Result<File>, position: u64, name: &str) -> io::Result<File> {
+    let mut file = file.map_err(|e| in_file(e, name))?;
+    if position == 0 {
+        return Ok(file);
+    }
+    let len = file.metadata().map_err(|e| in_file(e, name))?.len();
+    let misplaced = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name}: cannot resume at byte {position}: {what}"),
+        )
+    };
+    if position > len {
+        return Err(misplaced(&format!("the file has only {len} bytes")));
+    }
+    if position < len {
+        let mut before = [0u8];
+        file.seek(SeekFrom::Start(position - 1))
+            .and_then(|_| file.read_exact(&mut before))
+            .map_err(|e| in_file(e, name))?;
+        if before[0] != b'\n' {
+            return Err(misplaced("no line starts there"));
+        }
+    }
+    file.seek(SeekFrom::Start(position))
+        .map_err(|e| in_file(e, name))?;
+    Ok(file)
+}
+
+/// What a [`LineFeed`] has next.
+pub(crate) enum Next<'a> {
+    /// A line and its bytes (see [`LineFramer::next_line`]).
+    Line(Framed, &'a [u8]),
+    /// Nothing yet; ask again later.
+    Pending,
+    /// The input is exhausted.
+    End,
+}
+
+/// A stream of framed lines: a file read in place, or standard input's channel.
+pub(crate) trait LineFeed {
+    /// The next line, if one is ready.
+    fn next(&mut self) -> Result<Next<'_>, BoxError>;
+    /// Byte offset of the next line to be returned.
+    fn position(&self) -> u64;
+}
+
+/// A file, read directly on the worker (disk reads do not block for long).
+struct FileFeed {
+    framer: LineFramer<File>,
+    line: Vec<u8>,
+    name: String,
+}
+
+impl LineFeed for FileFeed {
+    fn next(&mut self) -> Result<Next<'_>, BoxError> {
+        self.line.clear();
+        match self.framer.next_line(&mut self.line) {
+            Ok(Some(framed)) => Ok(Next::Line(framed, &self.line)),
+            Ok(None) => Ok(Next::End),
+            Err(e) => Err(in_file(e, &self.name).into()),
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.framer.offset()
+    }
+}
+
+/// Reads one split: classifies each framed line and decodes the good ones.
+struct LineReader<D, F> {
+    feed: F,
+    name: String,
+    limit: usize,
+    _decode: PhantomData<fn() -> D>,
+}
+
+impl<D: Decode, F: LineFeed> LineReader<D, F> {
+    fn new(feed: F, name: &str, limit: usize) -> Self {
+        Self {
+            feed,
+            name: name.to_owned(),
+            limit,
+            _decode: PhantomData,
+        }
+    }
+
+    /// Emits up to `budget` records through `emit`.
+    #[inline]
+    fn fill(
+        &mut self,
+        budget: usize,
+        mut emit: impl FnMut(Result<D::Out, BadLine>),
+    ) -> Result<SourceStatus, BoxError> {
+        for _ in 0..budget {
+            match self.feed.next()? {
+                Next::Line(framed, bytes) => {
+                    emit(classify::<D>(&framed, bytes, &self.name, self.limit));
+                }
+                Next::Pending => return Ok(SourceStatus::Pending),
+                Next::End => return Ok(SourceStatus::Finished),
+            }
+        }
+        Ok(SourceStatus::More)
+    }
+}
+
+/// The record for one line.
+#[inline]
+fn classify<D: Decode>(
+    framed: &Framed,
+    bytes: &[u8],
+    name: &str,
+    limit: usize,
+) -> Result<D::Out, BadLine> {
+    let bad = |reason| BadLine {
+        line: String::from_utf8_lossy(bytes).into_owned(),
+        offset: framed.offset,
+        source: name.to_owned(),
+        reason,
+    };
+    if framed.too_long {
+        return Err(bad(BadLineReason::TooLong {
+            len: framed.len,
+            limit: limit as u64,
+        }));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(BadLineReason::Empty));
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(bad(BadLineReason::NotUtf8));
+    };
+    D::decode(text).map_err(bad)
+}
+
+impl<D: Decode, F: LineFeed> SplitReader<Result<D::Out, BadLine>> for LineReader<D, F> {
+    fn poll(
+        &mut self,
+        out: &mut SourceOutput<'_, Result<D::Out, BadLine>>,
+    ) -> Result<SourceStatus, BoxError> {
+        let budget = out.remaining();
+        self.fill(budget, |r| out.push(r))
+    }
+
+    fn position(&self) -> u64 {
+        self.feed.position()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    fn reader(
+        path: &Path,
+        position: Option<u64>,
+        max: usize,
+    ) -> Result<Box<LineReader<Raw, FileFeed>>, BoxError> {
+        let name = path.display().to_string();
+        let file = open_at(File::open(path), position.unwrap_or(0), &name)?;
+        let feed = FileFeed {
+            framer: LineFramer::new(file, position.unwrap_or(0), max),
+            line: Vec::new(),
+            name: name.clone(),
+        };
+        Ok(Box::new(LineReader::new(feed, &name, max)))
+    }
+
+    fn drain(r: &mut LineReader<Raw, FileFeed>) -> Vec<Result<String, BadLine>> {
+        let mut out = Vec::new();
+        while r.fill(2, |v| out.push(v)).unwrap() != SourceStatus::Finished {}
+        out
+    }
+
+    #[test]
+    fn every_line_becomes_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "in.txt", b"a\n  \n\xff\xfe\nb\r\nlast");
+        let records = drain(&mut reader(&path, None, 100).unwrap());
+        let name = path.display().to_string();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[0], Ok("a".into()));
+        assert_eq!(
+            records[1],
+            Err(BadLine {
+                line: "  ".into(),
+                offset: 2,
+                source: name.clone(),
+                reason: BadLineReason::Empty
+            })
+        );
+        let bad = records[2].as_ref().unwrap_err();
+        assert_eq!((bad.offset, &bad.reason), (5, &BadLineReason::NotUtf8));
+        assert_eq!(bad.line, "\u{FFFD}\u{FFFD}");
+        assert_eq!(records[3], Ok("b".into()));
+        assert_eq!(records[4], Ok("last".into()));
+    }
+
+    #[test]
+    fn too_long_lines_are_reported_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = vec![b'y'; 3000];
+        content.extend_from_slice(b"\nok\n");
+        let path = write(dir.path(), "long.txt", &content);
+        let records = drain(&mut reader(&path, None, 2048).unwrap());
+        let bad = records[0].as_ref().unwrap_err();
+        assert_eq!(
+            bad.reason,
+            BadLineReason::TooLong {
+                len: 3000,
+                limit: 2048
+            }
+        );
+        assert_eq!(bad.line.len(), 1024);
+        assert_eq!(
+            bad.to_string(),
+            format!(
+                "{} at byte 0: line of 3000 bytes exceeds the limit of 2048",
+                path.display()
+            )
+        );
+        assert_eq!(records[1], Ok("ok".into()));
+    }
+
+    #[test]
+    fn position_is_the_next_line_and_resumes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "in.txt", b"one\ntwo\nthree\n");
+        let mut r = reader(&path, None, 100).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(r.fill(1, |v| out.push(v)).unwrap(), SourceStatus::More);
+        assert_eq!(r.position(), 4);
+        let rest = drain(&mut reader(&path, Some(r.position()), 100).unwrap());
+        assert_eq!(rest, [Ok("two".to_string()), Ok("three".to_string())]);
+        // The end of the file is a valid position, with nothing left to read.
+        assert!(drain(&mut reader(&path, Some(14), 100).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn resuming_off_a_line_start_or_past_the_end_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "in.txt", b"one\ntwo\n");
+        let err = reader(&path, Some(5), 100).err().unwrap();
+        assert!(err.to_string().contains("no line starts there"), "{err}");
+        let err = reader(&path, Some(9), 100).err().unwrap();
+        assert!(err.to_string().contains("only 8 bytes"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_error_names_the_file() {
+        let src = LinesSource::files(["/definitely/not/here.jsonl"]);
+        let split = &src.splits(1).unwrap()[0];
+        let err = src.open(split, None).err().unwrap();
+        assert!(
+            err.to_string().contains("/definitely/not/here.jsonl"),
+            "{err}"
+        );
+        let io = err.downcast_ref::<io::Error>().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn duplicate_files_are_refused() {
+        assert!(LinesSource::files(["a", "a"]).splits(1).is_err());
+    }
+
+    #[test]
+    fn stdin_refuses_to_seek() {
+        let src = LinesSource::stdin();
+        let split = &src.splits(4).unwrap()[0];
+        let err = src.open(split, Some(10)).err().unwrap();
+        assert!(err.to_string().contains("cannot seek"), "{err}");
+    }
+}

@@ -1,0 +1,826 @@
+//! The ride-hailing event model and its wire format (`shared/reference/events.md`): parsing,
+//! validation, geo zones, and serialisation back to JSON Lines.
+//!
+//! [`parse_event`] turns one input line into a valid [`RideEvent`] or a [`DeadLetter`] that
+//! carries the raw line and a [`Reason`] from a fixed, documented set. It never panics, whatever
+//! the input.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use h3o::{LatLng, Resolution};
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::{parse_rfc3339_ms, write_rfc3339_ms};
+
+/// 2024-01-01T00:00:00Z: events before it are rejected.
+pub const EARLIEST_TIMESTAMP_MS: i64 = 1_704_067_200_000;
+
+/// The seven event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    /// A rider asks for a ride.
+    RiderRequest,
+    /// A driver becomes available.
+    DriverAvailable,
+    /// A driver goes offline.
+    DriverOffline,
+    /// A driver's position.
+    DriverLocationUpdate,
+    /// A trip starts.
+    TripStarted,
+    /// A trip ends normally.
+    TripCompleted,
+    /// A trip is cancelled.
+    TripCancelled,
+}
+
+impl EventType {
+    /// The wire name, e.g. `RIDER_REQUEST`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::RiderRequest => "RIDER_REQUEST",
+            EventType::DriverAvailable => "DRIVER_AVAILABLE",
+            EventType::DriverOffline => "DRIVER_OFFLINE",
+            EventType::DriverLocationUpdate => "DRIVER_LOCATION_UPDATE",
+            EventType::TripStarted => "TRIP_STARTED",
+            EventType::TripCompleted => "TRIP_COMPLETED",
+            EventType::TripCancelled => "TRIP_CANCELLED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EventType> {
+        Some(match s {
+            "RIDER_REQUEST" => EventType::RiderRequest,
+            "DRIVER_AVAILABLE" => EventType::DriverAvailable,
+            "DRIVER_OFFLINE" => EventType::DriverOffline,
+            "DRIVER_LOCATION_UPDATE" => EventType::DriverLocationUpdate,
+            "TRIP_STARTED" => EventType::TripStarted,
+            "TRIP_COMPLETED" => EventType::TripCompleted,
+            "TRIP_CANCELLED" => EventType::TripCancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A point on Earth, validated: latitude in [-90, 90], longitude in [-180, 180], both finite.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Degrees north.
+    pub lat: f64,
+    /// Degrees east.
+    pub lon: f64,
+}
+
+/// What is specific to each event type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// `RIDER_REQUEST`
+    RiderRequest {
+        /// The rider.
+        rider_id: String,
+        /// Pickup location.
+        pickup: Point,
+        /// Drop-off location, if given.
+        dropoff: Option<Point>,
+    },
+    /// `DRIVER_AVAILABLE`
+    DriverAvailable {
+        /// The driver.
+        driver_id: String,
+        /// Where.
+        location: Point,
+    },
+    /// `DRIVER_OFFLINE`
+    DriverOffline {
+        /// The driver.
+        driver_id: String,
+    },
+    /// `DRIVER_LOCATION_UPDATE`
+    DriverLocationUpdate {
+        /// The driver.
+        driver_id: String,
+        /// Where.
+        location: Point,
+    },
+    /// `TRIP_STARTED`
+    TripStarted {
+        /// The trip.
+        trip_id: String,
+        /// Its driver.
+        driver_id: String,
+        /// Its rider.
+        rider_id: String,
+        /// Where it starts.
+        start: Point,
+        /// Estimated duration in seconds.
+        estimated_duration: Option<f64>,
+        /// Estimated fare.
+        estimated_fare: Option<f64>,
+    },
+    /// `TRIP_COMPLETED`
+    TripCompleted {
+        /// The trip.
+        trip_id: String,
+        /// Its driver.
+        driver_id: String,
+        /// Where it ends.
+        end: Point,
+        /// Fare charged.
+        actual_fare: f64,
+        /// Duration in seconds.
+        actual_duration: f64,
+        /// Rider's rating, 1..=5.
+        rating: Option<f64>,
+    },
+    /// `TRIP_CANCELLED`
+    TripCancelled {
+        /// The trip.
+        trip_id: String,
+        /// Its driver, if known.
+        driver_id: Option<String>,
+        /// Its rider, if known.
+        rider_id: Option<String>,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+/// A valid event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RideEvent {
+    /// The deduplication key.
+    pub event_id: String,
+    /// Event time, ms since the epoch.
+    pub timestamp: i64,
+    /// The `geo_zone` field if present, else the H3 cell of the event's coordinates (if it has
+    /// any).
+    pub zone: Option<Arc<str>>,
+    /// Whether `zone` came from the input's `geo_zone` (rather than being derived).
+    pub zone_given: bool,
+    /// Type-specific fields.
+    pub payload: Payload,
+}
+
+impl RideEvent {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self.payload {
+            Payload::RiderRequest { .. } => EventType::RiderRequest,
+            Payload::DriverAvailable { .. } => EventType::DriverAvailable,
+            Payload::DriverOffline { .. } => EventType::DriverOffline,
+            Payload::DriverLocationUpdate { .. } => EventType::DriverLocationUpdate,
+            Payload::TripStarted { .. } => EventType::TripStarted,
+            Payload::TripCompleted { .. } => EventType::TripCompleted,
+            Payload::TripCancelled { .. } => EventType::TripCancelled,
+        }
+    }
+
+    /// The driver the event is about, if any.
+    pub fn driver_id(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::DriverAvailable { driver_id, .. }
+            | Payload::DriverOffline { driver_id }
+            | Payload::DriverLocationUpdate { driver_id, .. }
+            | Payload::TripStarted { driver_id, .. }
+            | Payload::TripCompleted { driver_id, .. } => Some(driver_id),
+            Payload::TripCancelled { driver_id, .. } => driver_id.as_deref(),
+            Payload::RiderRequest { .. } => None,
+        }
+    }
+
+    /// The trip the event is about, if any.
+    pub fn trip_id(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::TripStarted { trip_id, .. }
+            | Payload::TripCompleted { trip_id, .. }
+            | Payload::TripCancelled { trip_id, .. } => Some(trip_id),
+            _ => None,
+        }
+    }
+
+    /// The event's main coordinates (pickup, location, start or end), if it has any.
+    pub fn point(&self) -> Option<Point> {
+        match &self.payload {
+            Payload::RiderRequest { pickup, .. } => Some(*pickup),
+            Payload::DriverAvailable { location, .. }
+            | Payload::DriverLocationUpdate { location, .. } => Some(*location),
+            Payload::TripStarted { start, .. } => Some(*start),
+            Payload::TripCompleted { end, .. } => Some(*end),
+            Payload::DriverOffline { .. } | Payload::TripCancelled { .. } => None,
+        }
+    }
+
+    /// Serialises the event in the wire format (one JSON object, no newline).
+    pub fn to_json(&self) -> String {
+        let mut w = Wire {
+            event_id: Some(Cow::Borrowed(&self.event_id)),
+            event_type: Some(Cow::Borrowed(self.event_type().as_str())),
+            timestamp: None,
+            geo_zone: if self.zone_given {
+                self.zone.as_deref().map(Cow::Borrowed)
+            } else {
+                None
+            },
+            ..Wire::default()
+        };
+        let mut ts = String::with_capacity(24);
+        write_rfc3339_ms(self.timestamp, &mut ts);
+        w.timestamp = Some(Cow::Owned(ts));
+        fn b(s: &str) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(s))
+        }
+        match &self.payload {
+            Payload::RiderRequest {
+                rider_id,
+                pickup,
+                dropoff,
+            } => {
+                w.rider_id = b(rider_id);
+                w.pickup_lat = Some(pickup.lat);
+                w.pickup_lon = Some(pickup.lon);
+                w.dropoff_lat = dropoff.map(|p| p.lat);
+                w.dropoff_lon = dropoff.map(|p| p.lon);
+            }
+            Payload::DriverAvailable {
+                driver_id,
+                location,
+            }
+            | Payload::DriverLocationUpdate {
+                driver_id,
+                location,
+            } => {
+                w.driver_id = b(driver_id);
+                w.latitude = Some(location.lat);
+                w.longitude = Some(location.lon);
+            }
+            Payload::DriverOffline { driver_id } => w.driver_id = b(driver_id),
+            Payload::TripStarted {
+                trip_id,
+                driver_id,
+                rider_id,
+                start,
+                estimated_duration,
+                estimated_fare,
+            } => {
+                w.trip_id = b(trip_id);
+                w.driver_id = b(driver_id);
+                w.rider_id = b(rider_id);
+                w.start_lat = Some(start.lat);
+                w.start_lon = Some(start.lon);
+                w.estimated_duration = *estimated_duration;
+                w.estimated_fare = *estimated_fare;
+            }
+            Payload::TripCompleted {
+                trip_id,
+                driver_id,
+                end,
+                actual_fare,
+                actual_duration,
+                rating,
+            } => {
+                w.trip_id = b(trip_id);
+                w.driver_id = b(driver_id);
+                w.end_lat = Some(end.lat);
+                w.end_lon = Some(end.lon);
+                w.actual_fare = Some(*actual_fare);
+                w.actual_duration = Some(*actual_duration);
+                w.rating = *rating;
+            }
+            Payload::TripCancelled {
+                trip_id,
+                driver_id,
+                rider_id,
+                reason,
+            } => {
+                w.trip_id = b(trip_id);
+                w.driver_id = driver_id.as_deref().and_then(b);
+                w.rider_id = rider_id.as_deref().and_then(b);
+                w.reason = reason.as_deref().and_then(b);
+            }
+        }
+        serde_json::to_string(&w).expect("serialising an event cannot fail")
+    }
+}
+
+/// Why a line became a dead letter. The string forms (see [`Reason::as_str`]) are what the
+/// dead-letter output and the run summary show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The line is not valid UTF-8.
+    NotUtf8,
+    /// The line is longer than the configured limit.
+    TooLong,
+    /// The line is empty or whitespace.
+    Empty,
+    /// The line is not valid JSON.
+    NotJson,
+    /// The line is JSON but not an object.
+    NotObject,
+    /// A required field is missing or null.
+    MissingField,
+    /// A field has the wrong type (or an out-of-range number).
+    WrongType,
+    /// `event_type` is not one of the seven types.
+    UnknownEventType,
+    /// `event_id` is empty or longer than 128 bytes.
+    InvalidEventId,
+    /// A latitude or longitude out of range.
+    InvalidCoordinates,
+    /// The timestamp does not parse.
+    InvalidTimestamp,
+    /// The timestamp is before 2024-01-01.
+    TimestampTooOld,
+    /// The timestamp is further ahead of the job's clock than the allowed skew.
+    TimestampInFuture,
+    /// A negative fare or duration.
+    NegativeAmount,
+    /// A rating outside 1..=5.
+    InvalidRating,
+}
+
+impl Reason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [Reason; 15] = [
+        Reason::NotUtf8,
+        Reason::TooLong,
+        Reason::Empty,
+        Reason::NotJson,
+        Reason::NotObject,
+        Reason::MissingField,
+        Reason::WrongType,
+        Reason::UnknownEventType,
+        Reason::InvalidEventId,
+        Reason::InvalidCoordinates,
+        Reason::InvalidTimestamp,
+        Reason::TimestampTooOld,
+        Reason::TimestampInFuture,
+        Reason::NegativeAmount,
+        Reason::InvalidRating,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotUtf8 => "not_utf8",
+            Reason::TooLong => "too_long",
+            Reason::Empty => "empty",
+            Reason::NotJson => "not_json",
+            Reason::NotObject => "not_object",
+            Reason::MissingField => "missing_field",
+            Reason::WrongType => "wrong_type",
+            Reason::UnknownEventType => "unknown_event_type",
+            Reason::InvalidEventId => "invalid_event_id",
+            Reason::InvalidCoordinates => "invalid_coordinates",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::TimestampTooOld => "timestamp_too_old",
+            Reason::TimestampInFuture => "timestamp_in_future",
+            Reason::NegativeAmount => "negative_amount",
+            Reason::InvalidRating => "invalid_rating",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An input line that is not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The raw line (lossily decoded if it was not UTF-8; cut to the first KiB if too long).
+    pub line: String,
+    /// Why it was rejected.
+    pub reason: Reason,
+    /// Details: which field, what was wrong.
+    pub detail: String,
+    /// Where it came from (a file path, `-` for standard input, `generator`).
+    pub source: String,
+    /// Byte offset of the line in its source, if known.
+    pub offset: Option<u64>,
+}
+
+/// Validation settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// How far ahead of the clock a timestamp may be (ms). Default 5 minutes.
+    pub max_future_skew_ms: i64,
+    /// H3 resolution for derived zones. Default 7.
+    pub h3_resolution: u8,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Self {
+            max_future_skew_ms: 5 * 60 * 1000,
+            h3_resolution: 7,
+        }
+    }
+}
+
+/// The wire format: every field optional so that "missing" and "wrong type" can be told apart.
+/// Unknown fields are ignored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    geo_zone: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    rider_id: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    driver_id: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    trip_id: Option<Cow<'a, str>>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    reason: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pickup_lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pickup_lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropoff_lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropoff_lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    longitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_fare: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual_fare: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual_duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rating: Option<f64>,
+}
+
+/// A rejection before the line is wrapped into a [`DeadLetter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Why.
+    pub reason: Reason,
+    /// Details.
+    pub detail: String,
+}
+
+fn invalid(reason: Reason, detail: impl Into<String>) -> Invalid {
+    Invalid {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+fn required<T>(v: Option<T>, field: &str) -> Result<T, Invalid> {
+    v.ok_or_else(|| {
+        invalid(
+            Reason::MissingField,
+            format!("`{field}` is missing or null"),
+        )
+    })
+}
+
+fn point(lat: Option<f64>, lon: Option<f64>, lat_f: &str, lon_f: &str) -> Result<Point, Invalid> {
+    let (lat, lon) = (required(lat, lat_f)?, required(lon, lon_f)?);
+    if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+        return Err(invalid(
+            Reason::InvalidCoordinates,
+            format!("`{lat_f}` = {lat} is outside [-90, 90]"),
+        ));
+    }
+    if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+        return Err(invalid(
+            Reason::InvalidCoordinates,
+            format!("`{lon_f}` = {lon} is outside [-180, 180]"),
+        ));
+    }
+    Ok(Point { lat, lon })
+}
+
+fn optional_point(
+    lat: Option<f64>,
+    lon: Option<f64>,
+    lat_f: &str,
+    lon_f: &str,
+) -> Result<Option<Point>, Invalid> {
+    match (lat, lon) {
+        (None, None) => Ok(None),
+        _ => point(lat, lon, lat_f, lon_f).map(Some),
+    }
+}
+
+fn amount(v: Option<f64>, field: &str) -> Result<Option<f64>, Invalid> {
+    match v {
+        Some(x) if !x.is_finite() || x < 0.0 => Err(invalid(
+            Reason::NegativeAmount,
+            format!("`{field}` = {x} is negative"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<String, Invalid> {
+    Ok(required(v, field)?.into_owned())
+}
+
+/// Parses and validates one line against the clock reading `now_ms`.
+///
+/// # Errors
+///
+/// An [`Invalid`] with the reason and a human-readable detail.
+pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEvent, Invalid> {
+    if line.trim().is_empty() {
+        return Err(invalid(Reason::Empty, "empty line"));
+    }
+    if !line.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(line) {
+            Ok(_) => invalid(Reason::NotObject, "the line is JSON but not an object"),
+            Err(e) => invalid(Reason::NotJson, e.to_string()),
+        });
+    }
+    let w: Wire<'_> = serde_json::from_str(line).map_err(classify_json_error)?;
+    let event_id = string(w.event_id, "event_id")?;
+    if event_id.is_empty() || event_id.len() > 128 {
+        return Err(invalid(
+            Reason::InvalidEventId,
+            format!("`event_id` must be 1..=128 bytes, got {}", event_id.len()),
+        ));
+    }
+    let type_name = required(w.event_type, "event_type")?;
+    let Some(event_type) = EventType::parse(&type_name) else {
+        return Err(invalid(
+            Reason::UnknownEventType,
+            format!("unknown `event_type` {type_name:?}"),
+        ));
+    };
+    let ts_text = required(w.timestamp, "timestamp")?;
+    let Some(timestamp) = parse_rfc3339_ms(&ts_text) else {
+        return Err(invalid(
+            Reason::InvalidTimestamp,
+            format!("`timestamp` {ts_text:?} is not RFC 3339"),
+        ));
+    };
+    if timestamp < EARLIEST_TIMESTAMP_MS {
+        return Err(invalid(
+            Reason::TimestampTooOld,
+            format!("`timestamp` {ts_text:?} is before 2024-01-01"),
+        ));
+    }
+    if timestamp > now_ms.saturating_add(cfg.max_future_skew_ms) {
+        return Err(invalid(
+            Reason::TimestampInFuture,
+            format!(
+                "`timestamp` {ts_text:?} is {} s ahead of the clock (limit {} s)",
+                (timestamp - now_ms) / 1000,
+                cfg.max_future_skew_ms / 1000
+            ),
+        ));
+    }
+    let payload = match event_type {
+        EventType::RiderRequest => Payload::RiderRequest {
+            rider_id: string(w.rider_id, "rider_id")?,
+            pickup: point(w.pickup_lat, w.pickup_lon, "pickup_lat", "pickup_lon")?,
+            dropoff: optional_point(w.dropoff_lat, w.dropoff_lon, "dropoff_lat", "dropoff_lon")?,
+        },
+        EventType::DriverAvailable => Payload::DriverAvailable {
+            driver_id: string(w.driver_id, "driver_id")?,
+            location: point(w.latitude, w.longitude, "latitude", "longitude")?,
+        },
+        EventType::DriverOffline => Payload::DriverOffline {
+            driver_id: string(w.driver_id, "driver_id")?,
+        },
+        EventType::DriverLocationUpdate => Payload::DriverLocationUpdate {
+            driver_id: string(w.driver_id, "driver_id")?,
+            location: point(w.latitude, w.longitude, "latitude", "longitude")?,
+        },
+        EventType::TripStarted => Payload::TripStarted {
+            trip_id: string(w.trip_id, "trip_id")?,
+            driver_id: string(w.driver_id, "driver_id")?,
+            rider_id: string(w.rider_id, "rider_id")?,
+            start: point(w.start_lat, w.start_lon, "start_lat", "start_lon")?,
+            estimated_duration: amount(w.estimated_duration, "estimated_duration")?,
+            estimated_fare: amount(w.estimated_fare, "estimated_fare")?,
+        },
+        EventType::TripCompleted => {
+            let rating = w.rating;
+            if let Some(r) = rating {
+                if !(1.0..=5.0).contains(&r) {
+                    return Err(invalid(
+                        Reason::InvalidRating,
+                        format!("`rating` = {r} is outside 1..=5"),
+                    ));
+                }
+            }
+            Payload::TripCompleted {
+                trip_id: string(w.trip_id, "trip_id")?,
+                driver_id: string(w.driver_id, "driver_id")?,
+                end: point(w.end_lat, w.end_lon, "end_lat", "end_lon")?,
+                actual_fare: required(amount(w.actual_fare, "actual_fare")?, "actual_fare")?,
+                actual_duration: required(
+                    amount(w.actual_duration, "actual_duration")?,
+                    "actual_duration",
+                )?,
+                rating,
+            }
+        }
+        EventType::TripCancelled => Payload::TripCancelled {
+            trip_id: string(w.trip_id, "trip_id")?,
+            driver_id: w.driver_id.map(Cow::into_owned),
+            rider_id: w.rider_id.map(Cow::into_owned),
+            reason: w.reason.map(Cow::into_owned),
+        },
+    };
+    let mut event = RideEvent {
+        event_id,
+        timestamp,
+        zone: None,
+        zone_given: false,
+        payload,
+    };
+    match w.geo_zone {
+        Some(z) => {
+            event.zone = Some(Arc::from(z.as_ref()));
+            event.zone_given = true;
+        }
+        None => event.zone = event.point().map(|p| h3_zone(p, cfg.h3_resolution)),
+    }
+    Ok(event)
+}
+
+/// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).
+pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
+    let res = Resolution::try_from(resolution.min(15)).unwrap_or(Resolution::Seven);
+    match LatLng::new(p.lat, p.lon) {
+        Ok(ll) => Arc::from(ll.to_cell(res).to_string()),
+        // Unreachable for validated points; a stable name rather than a panic.
+        Err(_) => Arc::from("invalid"),
+    }
+}
+
+fn classify_json_error(e: serde_json::Error) -> Invalid {
+    let msg = e.to_string();
+    let reason = if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.contains("number out of range")
+    {
+        Reason::WrongType
+    } else {
+        Reason::NotJson
+    };
+    invalid(reason, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_680_930_000; // 2026-11-26T08:15:30Z
+
+    fn parse(line: &str) -> Result<RideEvent, Invalid> {
+        parse_event(line, NOW, &Validation::default())
+    }
+
+    fn reason(line: &str) -> Reason {
+        parse(line).expect_err("should be invalid").reason
+    }
+
+    #[test]
+    fn parses_every_event_type_and_round_trips() {
+        let lines = [
+            r#"{"event_id":"e1","event_type":"RIDER_REQUEST","timestamp":"2026-11-26T08:00:00Z","rider_id":"r1","pickup_lat":40.7,"pickup_lon":-74.0}"#,
+            r#"{"event_id":"e2","event_type":"DRIVER_AVAILABLE","timestamp":"2026-11-26T08:00:00.5Z","driver_id":"d1","latitude":40.7,"longitude":-74.0,"geo_zone":"z9"}"#,
+            r#"{"event_id":"e3","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:00:00","driver_id":"d1"}"#,
+            r#"{"event_id":"e4","event_type":"DRIVER_LOCATION_UPDATE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d1","latitude":0,"longitude":0}"#,
+            r#"{"event_id":"e5","event_type":"TRIP_STARTED","timestamp":"2026-11-26T08:00:00Z","trip_id":"t1","driver_id":"d1","rider_id":"r1","start_lat":1.5,"start_lon":2.5,"estimated_fare":12.5}"#,
+            r#"{"event_id":"e6","event_type":"TRIP_COMPLETED","timestamp":"2026-11-26T08:00:00Z","trip_id":"t1","driver_id":"d1","end_lat":1,"end_lon":2,"actual_fare":14,"actual_duration":600,"rating":5,"extra":"ignored"}"#,
+            r#"{"event_id":"e7","event_type":"TRIP_CANCELLED","timestamp":"2026-11-26T08:00:00Z","trip_id":"t2"}"#,
+        ];
+        for line in lines {
+            let e = parse(line).unwrap_or_else(|err| panic!("{line}: {err:?}"));
+            let again = parse(&e.to_json()).expect("round trip");
+            assert_eq!(e, again);
+        }
+        let e = parse(lines[1]).unwrap();
+        assert_eq!(e.zone.as_deref(), Some("z9"));
+        let e = parse(lines[0]).unwrap();
+        assert_eq!(
+            e.zone.as_deref().map(str::len),
+            Some(15),
+            "an H3 cell in hex"
+        );
+        assert_eq!(parse(lines[2]).unwrap().zone, None);
+    }
+
+    #[test]
+    fn every_rule_of_events_md_has_its_reason() {
+        let ok =
+            r#""event_id":"e","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:00:00Z""#;
+        assert_eq!(reason(""), Reason::Empty);
+        assert_eq!(reason("{not json"), Reason::NotJson);
+        assert_eq!(reason("[1,2]"), Reason::NotObject);
+        assert_eq!(reason("42"), Reason::NotObject);
+        assert_eq!(reason(&format!("{{{ok}}}")), Reason::MissingField);
+        assert_eq!(
+            reason(&format!("{{{ok},\"driver_id\":null}}")),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"driver_id\":7}}")),
+            Reason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"event_id":"e","event_type":"NOPE","timestamp":"2026-11-26T08:00:00Z"}"#),
+            Reason::UnknownEventType
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d"}"#
+            ),
+            Reason::InvalidEventId
+        );
+        let long_id = "x".repeat(129);
+        assert_eq!(
+            reason(&format!(
+                r#"{{"event_id":"{long_id}","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d"}}"#
+            )),
+            Reason::InvalidEventId
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_OFFLINE","timestamp":"yesterday","driver_id":"d"}"#
+            ),
+            Reason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_OFFLINE","timestamp":"2023-12-31T23:59:59Z","driver_id":"d"}"#
+            ),
+            Reason::TimestampTooOld
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:21:00Z","driver_id":"d"}"#
+            ),
+            Reason::TimestampInFuture
+        );
+        assert!(parse(r#"{"event_id":"e","event_type":"DRIVER_OFFLINE","timestamp":"2026-11-26T08:20:00Z","driver_id":"d"}"#).is_ok());
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_AVAILABLE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d","latitude":91,"longitude":0}"#
+            ),
+            Reason::InvalidCoordinates
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_AVAILABLE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d","latitude":0,"longitude":-180.5}"#
+            ),
+            Reason::InvalidCoordinates
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"DRIVER_AVAILABLE","timestamp":"2026-11-26T08:00:00Z","driver_id":"d","latitude":1e999,"longitude":0}"#
+            ),
+            Reason::WrongType
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"TRIP_COMPLETED","timestamp":"2026-11-26T08:00:00Z","trip_id":"t","driver_id":"d","end_lat":1,"end_lon":2,"actual_fare":-1,"actual_duration":600}"#
+            ),
+            Reason::NegativeAmount
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_id":"e","event_type":"TRIP_COMPLETED","timestamp":"2026-11-26T08:00:00Z","trip_id":"t","driver_id":"d","end_lat":1,"end_lon":2,"actual_fare":1,"actual_duration":600,"rating":6}"#
+            ),
+            Reason::InvalidRating
+        );
+    }
+
+    #[test]
+    fn reasons_have_distinct_names() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+}

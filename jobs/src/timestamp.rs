@@ -1,0 +1,202 @@
+//! RFC 3339 / ISO 8601 timestamps, as events.md specifies them, to and from epoch milliseconds.
+//!
+//! Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]`, with `T` or a space between date
+//! and time, a fraction of 1 to 9 digits (truncated to milliseconds), and no offset meaning UTC
+//! (the reference's Spark format). Written: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+
+/// Parses a timestamp to milliseconds since the Unix epoch, or `None` if it is not valid.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(from..from + len)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        for _ in digits..3 {
+            millis *= 10;
+        }
+    }
+    let offset_minutes = match b.get(i) {
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let off = h * 60 + m;
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) - offset_minutes * 60;
+    Some(secs * 1_000 + millis)
+}
+
+/// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339_ms(ms, &mut out);
+    out
+}
+
+/// Appends the `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` to `out`.
+pub fn write_rfc3339_ms(ms: i64, out: &mut String) {
+    use std::fmt::Write;
+    let secs = ms.div_euclid(1_000);
+    let millis = ms.rem_euclid(1_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3_600,
+        sod / 60 % 60,
+        sod % 60
+    );
+}
+
+/// The (year, month, day-of-month) and hour of a timestamp, in UTC.
+pub fn utc_parts(ms: i64) -> (i64, i64, i64, i64) {
+    let secs = ms.div_euclid(1_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    (y, m, d, secs.rem_euclid(86_400) / 3_600)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if is_leap(y) => 29,
+        _ => 28,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_formats_events_md_allows() {
+        let base = parse_rfc3339_ms("2026-11-26T08:15:30Z").unwrap();
+        assert_eq!(base, 1_795_680_930_000);
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T08:15:30.123456Z"),
+            Some(base + 123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T08:15:30.123456789Z"),
+            Some(base + 123)
+        );
+        assert_eq!(parse_rfc3339_ms("2026-11-26T08:15:30.5"), Some(base + 500));
+        assert_eq!(parse_rfc3339_ms("2026-11-26T08:15:30"), Some(base));
+        assert_eq!(parse_rfc3339_ms("2026-11-26T09:15:30+01:00"), Some(base));
+        assert_eq!(parse_rfc3339_ms("2026-11-26T07:45:30-00:30"), Some(base));
+        assert_eq!(parse_rfc3339_ms("2026-11-26 08:15:30Z"), Some(base));
+    }
+
+    #[test]
+    fn rejects_malformed_timestamps() {
+        for bad in [
+            "",
+            "2026-11-26",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-26T24:00:00Z",
+            "2026-11-26T08:15:30.Z",
+            "2026-11-26T08:15:30.1234567890Z",
+            "2026-11-26T08:15:30+0100",
+            "2026-11-26T08:15:30Zjunk",
+            "yesterday at noon",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for ms in [0, 1_795_680_930_123, 1_704_067_200_000, 951_782_400_000] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(
+            format_rfc3339_ms(1_704_067_200_000),
+            "2024-01-01T00:00:00.000Z"
+        );
+        assert_eq!(utc_parts(1_795_680_930_000), (2026, 11, 26, 8));
+    }
+}
