@@ -83,7 +83,9 @@ pub mod window;
 pub use config::Config;
 pub use error::{BoxError, JobError, OperatorName};
 pub use metrics::{ExchangeMetrics, JobMetrics, OperatorMetrics};
-pub use process::{Context, KeyedProcessFunction, TimeDomain, Timer};
+pub use process::{
+    Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
+};
 pub use record::Record;
 pub use runtime::job::JobHandle;
 pub use side_output::OutputTag;
@@ -94,7 +96,9 @@ pub use watermark::{WatermarkStrategy, Watermarks};
 
 /// Everything a job definition usually needs, in one import.
 pub mod prelude {
-    pub use crate::process::{Context, KeyedProcessFunction, TimeDomain, Timer};
+    pub use crate::process::{
+        Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
+    };
     pub use crate::sink::{Sink, SinkContext, SinkWriter};
     pub use crate::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};
     pub use crate::state::{ListState, MapState, StateRegistry, ValueState};

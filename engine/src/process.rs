@@ -193,3 +193,82 @@ impl<K: Key, O> Context<'_, K, O> {
         self.parts.proc_timers.delete(key, time)
     }
 }
+
+/// A non-keyed operator written by the user: sees each record once, emits any number of
+/// results, and may write to side outputs (dead letters, say). No state is managed for it; keep
+/// what you need in `self` (one instance per worker).
+///
+/// # Examples
+///
+/// Parse numbers, sending what does not parse to a side output:
+///
+/// ```
+/// use sluice_engine::prelude::*;
+/// use sluice_engine::process::{ProcessContext, ProcessFunction};
+/// use sluice_connectors::{CollectSink, VecSource};
+///
+/// struct Parse { bad: OutputTag<String> }
+/// impl ProcessFunction<String> for Parse {
+///     type Out = i64;
+///     fn process(&mut self, line: String, ctx: &mut ProcessContext<'_, i64>) {
+///         match line.parse() {
+///             Ok(n) => ctx.emit(n),
+///             Err(_) => ctx.output(&self.bad, line),
+///         }
+///     }
+/// }
+///
+/// let bad = OutputTag::<String>::new("bad");
+/// let env = StreamEnv::new(Config::default());
+/// let (good_out, bad_out) = (CollectSink::new(), CollectSink::new());
+/// let tag = bad.clone();
+/// let parsed = env
+///     .source(VecSource::new(vec!["1".to_string(), "x".into(), "3".into()]))
+///     .process(move || Parse { bad: tag.clone() });
+/// parsed.side_output(&bad).sink(bad_out.clone());
+/// parsed.sink(good_out.clone());
+/// env.execute()?;
+/// assert_eq!(good_out.sorted_values(), vec![1, 3]);
+/// assert_eq!(bad_out.values(), vec!["x".to_string()]);
+/// # Ok::<(), sluice_engine::JobError>(())
+/// ```
+pub trait ProcessFunction<I>: 'static {
+    /// What the function emits.
+    type Out: Clone + Send + 'static;
+
+    /// Handles one record.
+    fn process(&mut self, value: I, ctx: &mut ProcessContext<'_, Self::Out>);
+}
+
+/// What a [`ProcessFunction`] can do while handling a record.
+pub struct ProcessContext<'a, O> {
+    pub(crate) out: &'a mut Vec<Record<O>>,
+    pub(crate) sides: &'a mut SideOutputs,
+    pub(crate) timestamp: Timestamp,
+}
+
+impl<O> ProcessContext<'_, O> {
+    /// The timestamp of the record being processed.
+    #[inline]
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// Emits a result with the record's timestamp.
+    #[inline]
+    pub fn emit(&mut self, value: O) {
+        self.out.push(Record::new(self.timestamp, value));
+    }
+
+    /// Emits a result with an explicit timestamp.
+    #[inline]
+    pub fn emit_at(&mut self, timestamp: Timestamp, value: O) {
+        self.out.push(Record::new(timestamp, value));
+    }
+
+    /// Emits `value` to the side output `tag`, with the record's timestamp.
+    #[inline]
+    pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
+        self.sides.emit(tag, self.timestamp, value);
+    }
+}

@@ -15,6 +15,7 @@ use crate::keys::Key;
 use crate::metrics::JobMetrics;
 use crate::operators::key_by::KeyByFactory;
 use crate::operators::process::ProcessFactory;
+use crate::operators::process_stateless::ProcessFnFactory;
 use crate::operators::sink::SinkFactory;
 use crate::operators::source::{FusedStrategy, SourceFactory};
 use crate::operators::stateless::{FilterFn, FlatMapFn, InspectFn, MapFn, StatelessFactory};
@@ -22,7 +23,7 @@ use crate::operators::union::UnionFactory;
 use crate::operators::watermarks::WatermarkFactory;
 use crate::operators::window_pane::PaneWindowFactory;
 use crate::operators::window_session::SessionWindowFactory;
-use crate::process::{Context, KeyedProcessFunction};
+use crate::process::{Context, KeyedProcessFunction, ProcessFunction};
 use crate::runtime::graph::{Edge, Graph, NodeFactory, NodeSpec, SidePort};
 use crate::runtime::job::{self, JobHandle};
 use crate::side_output::{side_maker, OutputTag};
@@ -253,6 +254,23 @@ impl<T: Data> Stream<T> {
             "inspect",
             Box::new(StatelessFactory::<T, T, _>::new(InspectFn(f))),
             false,
+        )
+    }
+
+    /// Runs a [`ProcessFunction`]: any number of results per record, and side outputs. `make` is
+    /// called once per worker.
+    pub fn process<F, C>(self, make: C) -> Stream<F::Out>
+    where
+        C: Fn() -> F + Send + Sync + 'static,
+        F: ProcessFunction<T>,
+    {
+        self.then(
+            "process",
+            Box::new(ProcessFnFactory::<T, C> {
+                make: Arc::new(make),
+                _t: PhantomData,
+            }),
+            true,
         )
     }
 

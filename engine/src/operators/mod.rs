@@ -4,6 +4,7 @@
 
 pub(crate) mod key_by;
 pub(crate) mod process;
+pub(crate) mod process_stateless;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod stateless;
