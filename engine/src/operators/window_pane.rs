@@ -58,6 +58,7 @@ where
             wm: Timestamp::MIN,
             scratch: fast_map(),
             ends: Vec::new(),
+            refire: Vec::new(),
             out: Vec::new(),
             sides: SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone()),
             late_tag: self.late_tag.clone(),
@@ -91,6 +92,8 @@ struct PaneWindowOp<K, T, W: WindowFn<K, T>> {
     wm: Timestamp,
     scratch: FastMap<K, W::Acc>,
     ends: Vec<Timestamp>,
+    /// Windows an element behind the watermark fires again, and whether as an update.
+    refire: Vec<(Window, bool)>,
     out: Vec<Record<WindowResult<K, W::Out>>>,
     sides: SideOutputs,
     late_tag: Option<OutputTag<T>>,
@@ -152,23 +155,38 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
     /// An element at or behind the watermark: late, or an update of fired windows.
     fn add_behind(&mut self, ts: Timestamp, key: K, value: T) {
         let last_start = align(ts, self.slide, self.offset);
-        if last_start + self.size - 1 + self.lateness <= self.wm {
+        if (last_start + self.size - 1).saturating_add(self.lateness) <= self.wm {
             return self.late(ts, value);
         }
-        let k = key.clone();
-        self.add(ts, key, value);
+        // The fired, not yet cleaned up windows of `ts` fire again for this key; the result is
+        // an update only if the key already had one in that window.
+        let mut refire = std::mem::take(&mut self.refire);
         let mut start = last_start;
         while start + self.size > ts {
             let end = start + self.size;
-            if end <= self.fired_upto && end - 1 + self.lateness > self.wm {
-                self.fire_key(&k, Window { start, end });
+            if end <= self.fired_upto && (end - 1).saturating_add(self.lateness) > self.wm {
+                let window = Window { start, end };
+                refire.push((window, self.has_key(&key, window)));
             }
             start -= self.slide;
         }
+        let k = key.clone();
+        self.add(ts, key, value);
+        for (window, is_update) in refire.drain(..) {
+            self.fire_key(&k, window, is_update);
+        }
+        self.refire = refire;
     }
 
-    /// Re-fires `window` for one key (a late update).
-    fn fire_key(&mut self, key: &K, window: Window) {
+    /// Whether `key` has an accumulator in a pane of `window`.
+    fn has_key(&self, key: &K, window: Window) -> bool {
+        self.panes
+            .iter()
+            .any(|(ps, map)| *ps >= window.start && *ps < window.end && map.contains_key(key))
+    }
+
+    /// Fires `window` again for one key (an element behind the watermark arrived).
+    fn fire_key(&mut self, key: &K, window: Window, is_update: bool) {
         let mut acc: Option<W::Acc> = None;
         for (ps, map) in &self.panes {
             if *ps < window.start || *ps >= window.end {
@@ -189,7 +207,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
                     key: key.clone(),
                     window,
                     value,
-                    is_update: true,
+                    is_update,
                 },
             ));
         }
@@ -207,7 +225,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
             let Some(idx) = self.panes.iter().position(|(s, _)| *s == window.start) else {
                 return Ok(());
             };
-            if end - 1 + self.lateness <= self.wm {
+            if (end - 1).saturating_add(self.lateness) <= self.wm {
                 // Nothing can update it any more: consume the pane, no clones.
                 let (_, map) = self.panes.remove(idx);
                 self.cur_start = Timestamp::MIN;
@@ -310,7 +328,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
         let (size, slide, offset, lateness) = (self.size, self.slide, self.offset, self.lateness);
         let before = self.panes.len();
         self.panes
-            .retain(|(ps, _)| align(*ps, slide, offset) + size - 1 + lateness > wm);
+            .retain(|(ps, _)| (align(*ps, slide, offset) + size - 1).saturating_add(lateness) > wm);
         if self.panes.len() != before {
             self.cur_start = Timestamp::MIN;
         }

@@ -69,7 +69,11 @@ struct Session<A> {
     start: Timestamp,
     end: Timestamp,
     acc: A,
+    /// Its current contents have been emitted: it waits only for its cleanup.
     fired: bool,
+    /// A result for it (or for a session merged into it) has been emitted: its next one is an
+    /// update.
+    emitted: bool,
 }
 
 struct KeySessions<A> {
@@ -136,7 +140,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
         let entry = match self.keys.get_mut(&key) {
             Some(e) => e,
             None => {
-                if end - 1 + lateness <= wm {
+                if (end - 1).saturating_add(lateness) <= wm {
                     return self.late(ts, value);
                 }
                 self.keys.insert(
@@ -161,7 +165,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                     Some(mut m) => {
                         m.start = m.start.min(s.start);
                         m.end = m.end.max(s.end);
-                        m.fired |= s.fired;
+                        m.emitted |= s.emitted;
                         self.f.merge(&mut m.acc, s.acc);
                         m
                     }
@@ -174,10 +178,13 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
             Some(mut m) => {
                 m.start = m.start.min(start);
                 m.end = m.end.max(end);
+                // It gets a new element: it must fire again, at once if it is behind the
+                // watermark, else when the watermark reaches its (maybe grown) end.
+                m.fired = false;
                 m
             }
             None => {
-                if end - 1 + lateness <= wm {
+                if (end - 1).saturating_add(lateness) <= wm {
                     if entry.sessions.is_empty() {
                         self.keys.remove(&key);
                     }
@@ -188,6 +195,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                     end,
                     acc: self.f.create(),
                     fired: false,
+                    emitted: false,
                 }
             }
         };
@@ -200,9 +208,10 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                 &key,
                 &session,
                 &session.acc,
-                session.fired,
+                session.emitted,
             );
             session.fired = true;
+            session.emitted = true;
         }
         let due = due_time(&session, lateness);
         entry.sessions.push(session);
@@ -235,8 +244,9 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                 while i < entry.sessions.len() {
                     let s = &mut entry.sessions[i];
                     if !s.fired && s.end - 1 <= wm {
-                        Self::emit(&self.f, &mut self.out, &key, s, &s.acc, false);
+                        Self::emit(&self.f, &mut self.out, &key, s, &s.acc, s.emitted);
                         s.fired = true;
+                        s.emitted = true;
                     }
                     if s.fired && (s.end - 1).saturating_add(lateness) <= wm {
                         entry.sessions.swap_remove(i);

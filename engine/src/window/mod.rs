@@ -28,12 +28,17 @@
 //!   reaches its max timestamp. Results carry the key, the window and the value, with timestamp
 //!   `end - 1`.
 //! - Tumbling windows of size `s` (offset `o`) start at `o + k * s`. Sliding windows of size `s`
-//!   and slide `d` (`d <= s`) start at `o + k * d`; an element belongs to `s / d` of them.
+//!   and slide `d` (`d <= s`) start at `o + k * d`; an element belongs to `s / d` of them
+//!   (rounded up or down when `d` does not divide `s`).
 //!   Session windows start at an element and end `gap` after the last element; sessions of a key
-//!   that touch or overlap merge, whatever the order the elements arrive in.
+//!   that touch or overlap merge, whatever the order the elements arrive in. (As in Flink, a
+//!   session fires when the watermark reaches `end - 1`: an element at exactly `end` that
+//!   arrives after that is not late, but starts a new session.)
 //! - **Allowed lateness** `l`: a window's state is kept until the watermark reaches
 //!   `end - 1 + l`. An element that arrives after its window fired, but before that, updates the
-//!   window, which fires again at once with [`WindowResult::is_update`] set.
+//!   window, which fires again at once, with [`WindowResult::is_update`] set if its key had a
+//!   result in that window. (A session that such an element merges past the watermark fires
+//!   again when the watermark reaches its new end.)
 //! - An element whose windows are all past `end - 1 + l` is **late**: it is counted in the
 //!   operator's `late` metric and emitted to the late-data side output if one was set with
 //!   [`WindowedStream::late_data`]. It is never silently dropped and never causes a panic.
