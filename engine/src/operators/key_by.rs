@@ -215,7 +215,11 @@ impl<K: Key, T, F: Fn(&T) -> K> Push<T> for ExchangeSender<K, T, F> {
                 self.ship(dest)?;
             }
         }
-        Ok(())
+        // Ship the rest now rather than wait for more records to fill the buffers: a live
+        // source may send nothing more for a long time (and without watermarks nothing else
+        // would flush them). So nothing waits in a sender between two pushes, and an incoming
+        // batch of up to `batch_size` records leaves as at most one batch per destination.
+        self.flush_all()
     }
     fn watermark(&mut self, wm: Timestamp) -> OpResult {
         self.broadcast(|| Message::Watermark(wm))
