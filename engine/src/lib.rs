@@ -87,10 +87,10 @@ pub use process::{
     Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
 };
 pub use record::Record;
-pub use runtime::job::JobHandle;
+pub use runtime::job::{JobHandle, JobObserver};
 pub use side_output::OutputTag;
 pub use state::{ListState, MapState, StateRegistry, ValueState};
-pub use stream::{Data, KeyedStream, Stream, StreamEnv};
+pub use stream::{Data, KeyedStream, SinkHandle, Stream, StreamEnv};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use watermark::{WatermarkStrategy, Watermarks};
 

@@ -354,9 +354,9 @@ impl<T: Data> Stream<T> {
         }
     }
 
-    /// Writes the stream to `sink`.
-    pub fn sink(self, sink: impl Sink<T>) {
-        self.env.add_node(
+    /// Writes the stream to `sink`. The returned handle can name the sink operator.
+    pub fn sink(self, sink: impl Sink<T>) -> SinkHandle {
+        let node = self.env.add_node(
             "sink",
             vec![self.edge()],
             Box::new(SinkFactory {
@@ -365,6 +365,10 @@ impl<T: Data> Stream<T> {
             }),
             false,
         );
+        SinkHandle {
+            env: self.env.clone(),
+            node,
+        }
     }
 
     /// The side output `tag` of the operator that produces this stream.
@@ -467,6 +471,23 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             f: f.clone(),
         })
         .name("reduce")
+    }
+}
+
+/// The sink operator added by [`Stream::sink`].
+#[derive(Debug)]
+pub struct SinkHandle {
+    env: StreamEnv,
+    node: usize,
+}
+
+impl SinkHandle {
+    /// Names the sink operator (shown in metrics and errors).
+    pub fn name(self, name: &str) -> Self {
+        let node = self.node;
+        self.env
+            .with_graph(|g| g.nodes[node].name = name.to_string());
+        self
     }
 }
 

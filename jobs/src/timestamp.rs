@@ -89,6 +89,56 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 
 /// Appends the `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` to `out`.
 pub fn write_rfc3339_ms(ms: i64, out: &mut String) {
+    match rfc3339_ms_bytes(ms) {
+        // The buffer holds ASCII digits and separators only.
+        Some(buf) => out.push_str(std::str::from_utf8(&buf).unwrap_or_default()),
+        None => write_rfc3339_ms_slow(ms, out),
+    }
+}
+
+/// The `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` as bytes, for years 0 to 9999 (`None` outside:
+/// those need more or fewer characters). Written digit by digit: the generator and the sinks
+/// format one timestamp per event, and `write!` with padding costs several times more.
+pub(crate) fn rfc3339_ms_bytes(ms: i64) -> Option<[u8; 24]> {
+    use std::cell::Cell;
+    thread_local! {
+        /// The last day formatted, and its `YYYY-MM-DD` (consecutive timestamps share it).
+        static DAY: Cell<(i64, [u8; 10])> = const { Cell::new((i64::MIN, [0; 10])) };
+    }
+    let secs = ms.div_euclid(1_000);
+    let millis = ms.rem_euclid(1_000);
+    let sod = secs.rem_euclid(86_400);
+    let days = secs.div_euclid(86_400);
+    fn put(b: &mut [u8; 24], at: usize, width: usize, mut v: i64) {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let (cached, date) = DAY.get();
+    if cached == days {
+        b[..10].copy_from_slice(&date);
+    } else {
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9_999).contains(&y) {
+            return None;
+        }
+        put(&mut b, 0, 4, y);
+        put(&mut b, 5, 2, m);
+        put(&mut b, 8, 2, d);
+        let mut date = [0u8; 10];
+        date.copy_from_slice(&b[..10]);
+        DAY.set((days, date));
+    }
+    put(&mut b, 11, 2, sod / 3_600);
+    put(&mut b, 14, 2, sod / 60 % 60);
+    put(&mut b, 17, 2, sod % 60);
+    put(&mut b, 20, 3, millis);
+    Some(b)
+}
+
+fn write_rfc3339_ms_slow(ms: i64, out: &mut String) {
     use std::fmt::Write;
     let secs = ms.div_euclid(1_000);
     let millis = ms.rem_euclid(1_000);
@@ -185,6 +235,24 @@ mod tests {
             "yesterday at noon",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn fast_formatting_matches_the_formatter() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut samples = vec![0, -1, 1, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_000, -62_167_219_200_001];
+        for _ in 0..10_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            samples.push((rng % 600_000_000_000_000) as i64 - 300_000_000_000_000);
+        }
+        for ms in samples {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_rfc3339_ms(ms, &mut fast);
+            write_rfc3339_ms_slow(ms, &mut slow);
+            assert_eq!(fast, slow, "{ms}");
         }
     }
 

@@ -14,28 +14,23 @@ use crate::metrics::{ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
 use crate::runtime::graph::{Graph, JobShared, PrepareCx};
 use crate::runtime::worker;
 
-/// A running job. Dropping the handle does not stop the job; call [`join`](Self::join),
-/// [`stop`](Self::stop) or [`cancel`](Self::cancel).
-pub struct JobHandle {
-    threads: Vec<JoinHandle<()>>,
+/// A cheap, cloneable, `Send` view of a running job's metrics, for a progress display or a
+/// metrics exporter on another thread.
+#[derive(Clone)]
+pub struct JobObserver {
     job: Arc<JobShared>,
-    first_failure: Arc<Mutex<Option<(usize, OpFailure)>>>,
-    side_names: Vec<Vec<String>>,
-    cancelled: Arc<AtomicBool>,
+    side_names: Arc<Vec<Vec<String>>>,
     started: Instant,
 }
 
-impl std::fmt::Debug for JobHandle {
+impl std::fmt::Debug for JobObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobHandle")
-            .field("workers", &self.threads.len())
-            .field("finished", &self.is_finished())
-            .finish()
+        f.debug_struct("JobObserver").finish_non_exhaustive()
     }
 }
 
-impl JobHandle {
-    /// A snapshot of the job's metrics, taken while it runs (or after it ended).
+impl JobObserver {
+    /// A snapshot of the job's metrics.
     pub fn metrics(&self) -> JobMetrics {
         let operators = self
             .job
@@ -61,6 +56,37 @@ impl JobHandle {
             exchanges,
             elapsed: self.started.elapsed(),
         }
+    }
+}
+
+/// A running job. Dropping the handle does not stop the job; call [`join`](Self::join),
+/// [`stop`](Self::stop) or [`cancel`](Self::cancel).
+pub struct JobHandle {
+    threads: Vec<JoinHandle<()>>,
+    job: Arc<JobShared>,
+    first_failure: Arc<Mutex<Option<(usize, OpFailure)>>>,
+    observer: JobObserver,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("workers", &self.threads.len())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// A snapshot of the job's metrics, taken while it runs (or after it ended).
+    pub fn metrics(&self) -> JobMetrics {
+        self.observer.metrics()
+    }
+
+    /// A view of the metrics that can be moved to another thread.
+    pub fn observer(&self) -> JobObserver {
+        self.observer.clone()
     }
 
     /// Asks the job to stop gracefully: sources end as if their input were exhausted, so every
@@ -248,10 +274,13 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
     }
     Ok(JobHandle {
         threads,
+        observer: JobObserver {
+            job: job.clone(),
+            side_names: Arc::new(side_names),
+            started: Instant::now(),
+        },
         job,
         first_failure,
-        side_names,
         cancelled: Arc::new(AtomicBool::new(false)),
-        started: Instant::now(),
     })
 }

@@ -1,0 +1,316 @@
+//! `ridehail`: runs the ride-hailing jobs (`ridehail run`) or writes simulated events
+//! (`ridehail generate`). See `ridehail --help`.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sluice_jobs::event::Validation;
+use sluice_jobs::generator::{CityGenerator, Faults, GeneratorConfig, Pace};
+use sluice_jobs::ridehail::{self, parse_duration, Input, Report, RunConfig};
+use sluice_jobs::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
+
+#[derive(Parser)]
+#[command(
+    name = "ridehail",
+    version,
+    about = "The ride-hailing jobs on sluice: validation with dead letters, dedup, surge pricing, trips, driver shifts, live state."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every job over generated events (the default) or JSON Lines input, writing JSON Lines
+    /// under --out.
+    Run(RunArgs),
+    /// Write simulated events as JSON Lines to a file or standard output.
+    Generate(GenerateArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FaultLevel {
+    /// No injected faults.
+    None,
+    /// 1% duplicates, 0.5% malformed lines, 5% out of order, 0.2% late.
+    Typical,
+}
+
+#[derive(Args, Clone)]
+struct CityArgs {
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Drivers in the simulated city.
+    #[arg(long, default_value_t = 200)]
+    drivers: usize,
+    /// Simulated time to cover (e.g. 1h, 30m, 90s). Default: one hour, unless --events is given.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many lines.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Simulated start time (RFC 3339).
+    #[arg(long)]
+    start: Option<String>,
+    /// Injected faults.
+    #[arg(long, value_enum, default_value = "none")]
+    faults: FaultLevel,
+    /// Lines per second (wall clock); default as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+impl CityArgs {
+    fn config(&self, splits: usize) -> Result<GeneratorConfig> {
+        let mut g = GeneratorConfig {
+            seed: self.seed,
+            drivers: self.drivers,
+            splits,
+            ..GeneratorConfig::default()
+        };
+        match (self.duration, self.events) {
+            (Some(d), n) => {
+                g.duration = Some(d);
+                g.max_lines = n;
+            }
+            (None, Some(n)) => {
+                g.duration = None;
+                g.max_lines = Some(n);
+            }
+            (None, None) => {}
+        }
+        if let Some(s) = &self.start {
+            g.start_ms = parse_rfc3339_ms(s)
+                .with_context(|| format!("--start {s:?} is not an RFC 3339 timestamp"))?;
+        }
+        g.faults = match self.faults {
+            FaultLevel::None => Faults::none(),
+            FaultLevel::Typical => Faults::typical(),
+        };
+        if let Some(r) = self.rate {
+            g.pace = Pace::LinesPerSec(r);
+        }
+        g.validate()?;
+        Ok(g)
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Read JSON Lines from this file (`-` for standard input) instead of generating events.
+    /// May be given several times.
+    #[arg(long)]
+    input: Vec<PathBuf>,
+    #[command(flatten)]
+    city: CityArgs,
+    /// Worker threads.
+    #[arg(long, short = 'p', default_value_t = 2)]
+    parallelism: usize,
+    /// Output directory (its job subdirectories are replaced).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// How out of order events may be (watermark delay).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    max_out_of_orderness: Duration,
+    /// How long an event id is remembered for deduplication (event time).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    dedup_horizon: Duration,
+    /// H3 resolution of derived geo zones.
+    #[arg(long, default_value_t = 7)]
+    h3_resolution: u8,
+    /// How far ahead of the wall clock a timestamp may be.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    max_future_skew: Duration,
+    /// Longest accepted input line, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_line_bytes: usize,
+    /// Gap that ends a driver's shift.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    shift_gap: Duration,
+    /// A trip with no end this long after its start is reported incomplete.
+    #[arg(long, default_value = "4h", value_parser = parse_duration)]
+    trip_timeout: Duration,
+    /// Event-time interval of live-state snapshots.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    snapshot_every: Duration,
+    /// No progress line, even on a terminal.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Where to write (`-` for standard output).
+    #[arg(long, short, default_value = "-")]
+    out: PathBuf,
+    /// Independent sub-cities to simulate (interleaved in the output).
+    #[arg(long, default_value_t = 1)]
+    splits: usize,
+    #[command(flatten)]
+    city: CityArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Generate(args) => generate(args),
+    };
+    if let Err(e) = result {
+        eprintln!("ridehail: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    if args.parallelism == 0 {
+        bail!("--parallelism must be at least 1");
+    }
+    let input = if args.input.is_empty() {
+        Input::Generator(args.city.config(1)?)
+    } else if args.input.iter().any(|p| p.as_os_str() == "-") {
+        if args.input.len() > 1 {
+            bail!("--input - (standard input) cannot be combined with files");
+        }
+        Input::Stdin
+    } else {
+        for p in &args.input {
+            std::fs::File::open(p)
+                .with_context(|| format!("cannot read input {}", p.display()))?;
+        }
+        Input::Files(args.input.clone())
+    };
+    let mut cfg = RunConfig::new(input);
+    cfg.out = args.out.clone();
+    cfg.parallelism = args.parallelism;
+    cfg.max_line_bytes = args.max_line_bytes;
+    cfg.validation = Validation {
+        max_future_skew_ms: args.max_future_skew.as_millis() as i64,
+        h3_resolution: args.h3_resolution,
+    };
+    cfg.event_time.max_out_of_orderness = args.max_out_of_orderness;
+    cfg.dedup.horizon = args.dedup_horizon;
+    cfg.shifts.gap = args.shift_gap;
+    cfg.trips.timeout = args.trip_timeout;
+    cfg.live.snapshot_interval = args.snapshot_every;
+
+    let running = ridehail::start(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let show_progress = !args.quiet && io::stderr().is_terminal();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress_thread = if show_progress {
+        let progress = running.progress().clone();
+        let done = done.clone();
+        let metrics = running_metrics_reader(&running);
+        Some(std::thread::spawn(move || {
+            let start = Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                let n = metrics();
+                let wm = progress.watermark.load(Ordering::Relaxed);
+                let wm = if wm == i64::MIN {
+                    "-".to_string()
+                } else {
+                    format_rfc3339_ms(wm)
+                };
+                let secs = start.elapsed().as_secs_f64();
+                eprint!(
+                    "\r\x1b[2K{n} events, {:.0} events/s, watermark {wm}",
+                    n as f64 / secs.max(1e-9)
+                );
+            }
+            eprint!("\r\x1b[2K");
+        }))
+    } else {
+        None
+    };
+    let report = running.finish();
+    done.store(true, Ordering::Relaxed);
+    if let Some(t) = progress_thread {
+        let _ = t.join();
+    }
+    let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_summary(&report, &cfg);
+    let summary_dir = cfg.out.join("summary");
+    std::fs::create_dir_all(&summary_dir)?;
+    std::fs::write(
+        summary_dir.join("summary.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(())
+}
+
+/// A closure reading the input count from a running job's metrics.
+fn running_metrics_reader(running: &ridehail::Running) -> impl Fn() -> u64 + Send + 'static {
+    let observer = running.handle().observer();
+    move || {
+        observer
+            .metrics()
+            .operator(sluice_jobs::validate::OPERATOR)
+            .map_or(0, |m| m.records_in)
+    }
+}
+
+fn print_summary(r: &Report, cfg: &RunConfig) {
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "ridehail run: {} workers, output in {}", cfg.parallelism, cfg.out.display());
+    let _ = writeln!(out, "  events in        {:>12}", r.events_in);
+    let _ = writeln!(out, "  valid            {:>12}", r.valid);
+    let _ = writeln!(out, "  dead letters     {:>12}", r.dead_letters);
+    for (reason, n) in &r.dead_letters_by_reason {
+        let _ = writeln!(out, "    {reason:<22}{n:>8}");
+    }
+    let _ = writeln!(out, "  duplicates       {:>12}", r.duplicates);
+    let _ = writeln!(out, "  unique           {:>12}", r.unique);
+    let _ = writeln!(out, "  surge windows    {:>12}", r.surge_windows);
+    let _ = writeln!(out, "  trips summarised {:>12}", r.trips_summarised);
+    let _ = writeln!(out, "  driver shifts    {:>12}", r.shifts);
+    let _ = writeln!(out, "  live snapshots   {:>12}", r.live_snapshots);
+    for (job, n) in &r.late {
+        if *n > 0 {
+            let _ = writeln!(out, "  late ({job}){:>width$}", n, width = 17 - job.len() + 12 - 6);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  wall time        {:>11.2}s\n  events/s         {:>12.0}",
+        r.wall_secs, r.events_per_sec
+    );
+    print!("{out}");
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    if args.splits == 0 {
+        bail!("--splits must be at least 1");
+    }
+    let cfg = args.city.config(args.splits)?;
+    let city = CityGenerator::new(cfg)?;
+    let stdout = io::stdout();
+    let mut w: Box<dyn Write> = if args.out.as_os_str() == "-" {
+        Box::new(BufWriter::with_capacity(1 << 16, stdout.lock()))
+    } else {
+        let f = std::fs::File::create(&args.out)
+            .with_context(|| format!("cannot create {}", args.out.display()))?;
+        Box::new(BufWriter::with_capacity(1 << 16, f))
+    };
+    for line in city.lines() {
+        match w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")) {
+            Ok(()) => {}
+            // A closed pipe (`ridehail generate | head`) ends the output quietly.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("cannot write events"),
+        }
+    }
+    match w.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write events"),
+    }
+}

@@ -1,0 +1,466 @@
+//! The `ridehail` run: every job at once over one input, written as JSON Lines under an output
+//! directory. The binary (`src/bin/ridehail.rs`) is a thin command line over [`run`].
+//!
+//! ```text
+//! input ─▶ ingest (validate ─▶ event time ─▶ dedup) ─┬─▶ backup      out/backup/year=…/hour=…/
+//!            ├─▶ dead letters  out/dead-letters/      ├─▶ surge       out/surge/
+//!            └─▶ duplicates    out/duplicates/        ├─▶ trips       out/trips/
+//!                                                     ├─▶ shifts      out/shifts/
+//!                                                     └─▶ live state  out/live-drivers/, out/live-zones/
+//! ```
+//!
+//! Late and anomalous records of each job go to `out/<job>-late/` (or `out/trip-anomalies/`):
+//! every input line ends up in exactly one place or is counted as a duplicate.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_connectors::{JsonLinesSink, LinesSource};
+use sluice_engine::prelude::*;
+use sluice_engine::{BoxError, Clock, JobHandle, SystemClock};
+
+use crate::backup::BackupSink;
+use crate::dedup::{self, DedupConfig};
+use crate::event::{DeadLetter, Reason, RideEvent, Validation};
+use crate::generator::{CityGenerator, GeneratorConfig};
+use crate::ingest::{ingest_generator, ingest_lines, EventTimeConfig, IngestConfig, Ingested};
+use crate::live::{live_state, LiveConfig};
+use crate::shifts::{driver_shifts, ShiftConfig};
+use crate::surge::{surge, SurgeConfig};
+use crate::trips::{trip_summaries, TripConfig};
+use crate::validate::{self, ValidateConfig};
+
+/// Where events come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The simulated city.
+    Generator(GeneratorConfig),
+    /// JSON Lines files.
+    Files(Vec<PathBuf>),
+    /// JSON Lines on standard input.
+    Stdin,
+}
+
+/// Everything a run needs. [`RunConfig::new`] gives the defaults of `ridehail run`.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// The input.
+    pub input: Input,
+    /// Output directory. Default `./out`.
+    pub out: PathBuf,
+    /// Worker threads. Default 2.
+    pub parallelism: usize,
+    /// Longest accepted line. Default 64 KiB.
+    pub max_line_bytes: usize,
+    /// Validation rules' parameters.
+    pub validation: Validation,
+    /// Watermarks.
+    pub event_time: EventTimeConfig,
+    /// Deduplication.
+    pub dedup: DedupConfig,
+    /// Surge.
+    pub surge: SurgeConfig,
+    /// Trips.
+    pub trips: TripConfig,
+    /// Shifts.
+    pub shifts: ShiftConfig,
+    /// Live state.
+    pub live: LiveConfig,
+    /// The clock of the future-timestamp rule (wall clock by default).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RunConfig {
+    /// The defaults, reading `input`.
+    pub fn new(input: Input) -> Self {
+        Self {
+            input,
+            out: PathBuf::from("out"),
+            parallelism: 2,
+            max_line_bytes: sluice_connectors::DEFAULT_MAX_LINE_BYTES,
+            validation: Validation::default(),
+            event_time: EventTimeConfig::default(),
+            dedup: DedupConfig::default(),
+            surge: SurgeConfig::default(),
+            trips: TripConfig::default(),
+            shifts: ShiftConfig::default(),
+            live: LiveConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The output subdirectories a run writes (and clears first).
+pub const OUTPUT_DIRS: [&str; 13] = [
+    "backup",
+    "dead-letters",
+    "duplicates",
+    "surge",
+    "surge-late",
+    "trips",
+    "trip-anomalies",
+    "shifts",
+    "shifts-late",
+    "live-drivers",
+    "live-zones",
+    "live-late",
+    "summary",
+];
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// Input lines read.
+    pub events_in: u64,
+    /// Valid events.
+    pub valid: u64,
+    /// Dead letters, in total.
+    pub dead_letters: u64,
+    /// Dead letters by reason (only reasons that occurred).
+    pub dead_letters_by_reason: Vec<(String, u64)>,
+    /// Valid events seen before (within the dedup horizon).
+    pub duplicates: u64,
+    /// Valid first occurrences.
+    pub unique: u64,
+    /// Surge windows fired (zone x window results).
+    pub surge_windows: u64,
+    /// Trip summaries written.
+    pub trips_summarised: u64,
+    /// Driver shifts written.
+    pub shifts: u64,
+    /// Live snapshots written (drivers + zones).
+    pub live_snapshots: u64,
+    /// Events behind the watermark, per job (surge, shifts, live) and trip anomalies.
+    pub late: Vec<(String, u64)>,
+    /// Wall time in seconds.
+    pub wall_secs: f64,
+    /// Input lines per second of wall time.
+    pub events_per_sec: f64,
+}
+
+/// Live counters a progress display can read while the job runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The event-time watermark reached by the backup sink (ms), or `i64::MIN`.
+    pub watermark: AtomicI64,
+}
+
+/// A started run: the job handle plus what is needed to build the report.
+pub struct Running {
+    handle: JobHandle,
+    dead_counts: Arc<Vec<AtomicU64>>,
+    progress: Arc<Progress>,
+    started: Instant,
+}
+
+impl Running {
+    /// The job's handle (metrics while running, stop, cancel).
+    pub fn handle(&self) -> &JobHandle {
+        &self.handle
+    }
+
+    /// Live progress counters.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Input lines read so far.
+    pub fn events_in(&self) -> u64 {
+        self.handle
+            .metrics()
+            .operator(validate::OPERATOR)
+            .map_or(0, |m| m.records_in)
+    }
+
+    /// Waits for the end and builds the report.
+    ///
+    /// # Errors
+    ///
+    /// The job's failure, naming the operator.
+    pub fn finish(self) -> Result<Report, JobError> {
+        let metrics = self.handle.join()?;
+        let wall = self.started.elapsed().as_secs_f64();
+        let op = |name: &str| metrics.operator(name);
+        let input = op(validate::OPERATOR).map_or(0, |m| m.records_in);
+        let valid = op(validate::OPERATOR).map_or(0, |m| m.records_out);
+        let by_reason: Vec<(String, u64)> = Reason::ALL
+            .iter()
+            .zip(self.dead_counts.iter())
+            .map(|(r, c)| (r.as_str().to_string(), c.load(Ordering::Relaxed)))
+            .filter(|(_, c)| *c > 0)
+            .collect();
+        let dead = by_reason.iter().map(|(_, c)| c).sum();
+        let duplicates = op(dedup::OPERATOR).map_or(0, |m| m.side_output(dedup::DUPLICATES));
+        let unique = op(dedup::OPERATOR).map_or(0, |m| m.records_out);
+        let written = |name: &str| op(name).map_or(0, |m| m.records_in);
+        Ok(Report {
+            events_in: input,
+            valid,
+            dead_letters: dead,
+            dead_letters_by_reason: by_reason,
+            duplicates,
+            unique,
+            surge_windows: written("sink.surge"),
+            trips_summarised: written("sink.trips"),
+            shifts: written("sink.shifts"),
+            live_snapshots: written("sink.live-drivers") + written("sink.live-zones"),
+            late: vec![
+                ("surge".into(), written("sink.surge-late")),
+                ("shifts".into(), written("sink.shifts-late")),
+                ("live".into(), written("sink.live-late")),
+                ("trip_anomalies".into(), written("sink.trip-anomalies")),
+            ],
+            wall_secs: wall,
+            events_per_sec: if wall > 0.0 { input as f64 / wall } else { 0.0 },
+        })
+    }
+}
+
+/// Checks that `out` can be written and clears the subdirectories a run writes.
+///
+/// # Errors
+///
+/// An I/O error naming the directory.
+pub fn prepare_output(out: &Path) -> io::Result<()> {
+    let annotate = |what: &str, p: &Path, e: io::Error| {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+    };
+    fs::create_dir_all(out).map_err(|e| annotate("cannot create output directory", out, e))?;
+    let probe = out.join(".ridehail-write-test");
+    fs::write(&probe, b"ok").map_err(|e| annotate("cannot write to output directory", out, e))?;
+    fs::remove_file(&probe).map_err(|e| annotate("cannot write to output directory", out, e))?;
+    for d in OUTPUT_DIRS {
+        let p = out.join(d);
+        if p.exists() {
+            fs::remove_dir_all(&p).map_err(|e| annotate("cannot clear", &p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
+    stream: Stream<T>,
+    out: &Path,
+    dir: &str,
+) {
+    stream
+        .sink(JsonLinesSink::new(out.join(dir)))
+        .name(&format!("sink.{dir}"));
+}
+
+/// Builds and starts every job.
+///
+/// # Errors
+///
+/// An invalid configuration (of the generator or the engine) or an output directory that
+/// cannot be written.
+pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
+    prepare_output(&cfg.out)?;
+    let env = StreamEnv::new(Config::default().parallelism(cfg.parallelism));
+    let mut ingest = IngestConfig {
+        validate: ValidateConfig {
+            validation: cfg.validation,
+            max_line_bytes: cfg.max_line_bytes,
+            source: "input".into(),
+            clock: cfg.clock.clone(),
+        },
+        event_time: cfg.event_time,
+        dedup: cfg.dedup,
+    };
+    let Ingested {
+        events,
+        dead_letters,
+        duplicates,
+    } = match &cfg.input {
+        Input::Generator(g) => {
+            let mut g = *g;
+            // One sub-city per worker unless asked otherwise.
+            if g.splits == 1 {
+                g.splits = cfg.parallelism;
+            }
+            ingest.validate.source = "generator".into();
+            ingest_generator(&env, CityGenerator::new(g)?, &ingest)
+        }
+        Input::Files(paths) => {
+            let lines = env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
+            ingest_lines(lines, &ingest)
+        }
+        Input::Stdin => {
+            ingest.validate.source = "-".into();
+            let lines = env.source(LinesSource::stdin().max_line_bytes(cfg.max_line_bytes));
+            ingest_lines(lines, &ingest)
+        }
+    };
+    let out = &cfg.out;
+    let dead_counts: Arc<Vec<AtomicU64>> =
+        Arc::new(Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect());
+    dead_letters
+        .sink(CountingDeadLetters {
+            inner: JsonLinesSink::new(out.join("dead-letters")),
+            counts: dead_counts.clone(),
+        })
+        .name("sink.dead-letters");
+    json_sink(duplicates.map(|e| json_value(&e)), out, "duplicates");
+
+    let progress = Arc::new(Progress {
+        watermark: AtomicI64::new(i64::MIN),
+    });
+    events
+        .clone()
+        .sink(BackupSink::new(out.join("backup")).with_watermark_gauge(progress.clone()))
+        .name("sink.backup");
+
+    let surge_out = surge(events.clone(), &cfg.surge);
+    json_sink(surge_out.results, out, "surge");
+    json_sink(surge_out.late.map(|e| json_value(&e)), out, "surge-late");
+
+    let trips = trip_summaries(events.clone(), &cfg.trips);
+    json_sink(trips.summaries, out, "trips");
+    json_sink(trips.anomalies, out, "trip-anomalies");
+
+    let shifts = driver_shifts(events.clone(), &cfg.shifts);
+    json_sink(shifts.shifts, out, "shifts");
+    json_sink(shifts.late.map(|e| json_value(&e)), out, "shifts-late");
+
+    let live = live_state(events, &cfg.live);
+    json_sink(live.drivers, out, "live-drivers");
+    json_sink(live.zones, out, "live-zones");
+    json_sink(live.late.map(|e| json_value(&e)), out, "live-late");
+
+    let started = Instant::now();
+    let handle = env.start()?;
+    Ok(Running {
+        handle,
+        dead_counts,
+        progress,
+        started,
+    })
+}
+
+/// Runs every job to the end of the input.
+///
+/// # Errors
+///
+/// See [`start`] and [`Running::finish`].
+pub fn run(cfg: &RunConfig) -> Result<Report, BoxError> {
+    Ok(start(cfg)?.finish()?)
+}
+
+/// An event as a JSON value (for the rare side streams: duplicates and late events).
+fn json_value(e: &RideEvent) -> serde_json::Value {
+    serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)
+}
+
+/// A dead-letter sink that also counts per reason (once per batch).
+struct CountingDeadLetters {
+    inner: JsonLinesSink<DeadLetter>,
+    counts: Arc<Vec<AtomicU64>>,
+}
+
+impl Sink<DeadLetter> for CountingDeadLetters {
+    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<DeadLetter>>, BoxError> {
+        Ok(Box::new(CountingWriter {
+            inner: self.inner.open(cx)?,
+            counts: self.counts.clone(),
+            local: vec![0; Reason::ALL.len()],
+        }))
+    }
+}
+
+struct CountingWriter {
+    inner: Box<dyn SinkWriter<DeadLetter>>,
+    counts: Arc<Vec<AtomicU64>>,
+    local: Vec<u64>,
+}
+
+impl SinkWriter<DeadLetter> for CountingWriter {
+    fn write(&mut self, batch: &mut Vec<Record<DeadLetter>>) -> Result<(), BoxError> {
+        for r in batch.iter() {
+            let i = Reason::ALL
+                .iter()
+                .position(|x| *x == r.value.reason)
+                .unwrap_or(0);
+            self.local[i] += 1;
+        }
+        for (c, n) in self.counts.iter().zip(self.local.iter_mut()) {
+            if *n > 0 {
+                c.fetch_add(*n, Ordering::Relaxed);
+                *n = 0;
+            }
+        }
+        self.inner.write(batch)
+    }
+
+    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
+        self.inner.watermark(wm)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.inner.finish()
+    }
+}
+
+/// Parses durations like `90s`, `5m`, `1h`, `250ms`, `1h30m`, or a bare number of seconds.
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("`{s}`: missing unit (ms, s, m, h, d)"))?;
+        if digits == 0 {
+            return Err(format!("`{s}`: expected a number before the unit"));
+        }
+        let n: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: bad number `{}`", &rest[..digits]))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let ms = match unit {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" | "min" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h, d)")),
+        };
+        total += Duration::from_secs_f64(n * ms / 1000.0);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_usual_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! The surge job (`shared/reference/events.md`, "Surge"): per zone and 5-minute tumbling
+//! event-time window, demand (rider requests) against supply (distinct available drivers), and
+//! the resulting price multiplier.
+//!
+//! ```text
+//!                      ┌─ RIDER_REQUEST ──────────────────────────────────────┐
+//! events ─┤                                                       ├─▶ key_by(zone) ─▶ tumbling 5 min ─▶ SurgeResult
+//!                      └─ driver events ─▶ key_by(driver) ─▶ driver state ─┘      (demand, distinct drivers)
+//!                                                  └─▶ late
+//! ```
+//!
+//! # Supply
+//!
+//! A driver is supply in a zone and window if, in that window, it sent a `DRIVER_AVAILABLE`
+//! from the zone, or a `DRIVER_LOCATION_UPDATE` from the zone while not on a trip. Each driver
+//! counts once per zone and window however often it reports (the reference counted events,
+//! which counts a chatty driver many times).
+//!
+//! "On a trip" is keyed state per driver: `TRIP_STARTED` puts the driver on a trip;
+//! `TRIP_COMPLETED`, `TRIP_CANCELLED` naming the driver, `DRIVER_OFFLINE` and
+//! `DRIVER_AVAILABLE` take it off.
+//!
+//! # Ordering
+//!
+//! Whether a location update is supply depends on the trip events before it *in event time*,
+//! not in arrival order. So the driver operator buffers each driver's events in keyed state and
+//! releases them only when the watermark passes them (an event-time timer at each event's
+//! timestamp), in `(timestamp, event_id)` order, updating the trip state as it goes. Any
+//! arrival order within the out-of-orderness bound therefore gives the same result. The cost
+//! is latency (results wait for the watermark, as windows do anyway) and a few buffered events
+//! per driver.
+//!
+//! # Late events
+//!
+//! Nothing vanishes. An event is *late* when it arrives behind the watermark:
+//!
+//! - a late driver event cannot be put in order any more: it goes to the late output
+//!   ([`SurgeOutputs::late`]) and counts as no supply; it still updates the trip state if it
+//!   is the driver's newest state change in event time (so a late `TRIP_COMPLETED` does not
+//!   leave the driver "on a trip" forever);
+//! - a late rider request whose window has already fired goes to the late output too (one
+//!   whose window is still open is counted, as windows do);
+//!
+//! and both are counted: the driver operator's side output [`LATE`] and the window operator's
+//! `late` metric (see [`OPERATOR_DRIVERS`], [`OPERATOR_WINDOW`]).
+//!
+//! # Output
+//!
+//! One [`SurgeResult`] per zone and window with any demand or supply, serialised with serde
+//! as one JSON object per line:
+//!
+//! ```json
+//! {"zone":"872a1072bffffff","window_start":"2026-01-05T07:00:00.000Z","window_end":"2026-01-05T07:05:00.000Z","demand":7,"supply":3,"ratio":2.3333333333333335,"multiplier":2.0}
+//! ```
+//!
+//! Window bounds are RFC 3339 strings in UTC with milliseconds, as event timestamps are
+//! written: they sort chronologically as strings, and read without knowing the epoch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_engine::keys::{fast_set, FastSet};
+use sluice_engine::prelude::*;
+
+use crate::event::{EventType, RideEvent};
+use crate::timestamp::format_rfc3339_ms;
+
+/// Surge settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SurgeConfig {
+    /// Window length. Default 5 minutes.
+    pub window: Duration,
+    /// How long (event time) a driver's trip state is kept after its last change; a driver
+    /// silent for longer is forgotten (and counts as not on a trip). Bounds the state of a
+    /// long-running job. Default 24 hours.
+    pub driver_state_ttl: Duration,
+}
+
+impl Default for SurgeConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            driver_state_ttl: Duration::from_secs(24 * 3_600),
+        }
+    }
+}
+
+/// The surge of one zone in one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurgeResult {
+    /// The zone: `geo_zone` if the events had one, else the H3 cell (hex).
+    pub zone: String,
+    /// Window start, inclusive (RFC 3339, UTC).
+    pub window_start: String,
+    /// Window end, exclusive (RFC 3339, UTC).
+    pub window_end: String,
+    /// Rider requests in the zone and window.
+    pub demand: u64,
+    /// Distinct available drivers in the zone and window.
+    pub supply: u64,
+    /// `demand / max(supply, 1)`.
+    pub ratio: f64,
+    /// 1.0 below ratio 1.2, 1.5 below 2.0, 2.0 below 3.0, else 2.5.
+    pub multiplier: f64,
+}
+
+impl SurgeResult {
+    /// The result for `demand` and `supply` in `zone` and window `[start_ms, end_ms)`.
+    pub fn new(zone: &str, start_ms: i64, end_ms: i64, demand: u64, supply: u64) -> Self {
+        let ratio = demand as f64 / supply.max(1) as f64;
+        Self {
+            zone: zone.to_string(),
+            window_start: format_rfc3339_ms(start_ms),
+            window_end: format_rfc3339_ms(end_ms),
+            demand,
+            supply,
+            ratio,
+            multiplier: multiplier(ratio),
+        }
+    }
+}
+
+/// The surge multiplier of a demand/supply ratio.
+pub fn multiplier(ratio: f64) -> f64 {
+    if ratio < 1.2 {
+        1.0
+    } else if ratio < 2.0 {
+        1.5
+    } else if ratio < 3.0 {
+        2.0
+    } else {
+        2.5
+    }
+}
+
+/// The outputs of [`surge`].
+#[derive(Debug, Clone)]
+pub struct SurgeOutputs {
+    /// One result per zone and window, emitted when the watermark passes the window's end.
+    pub results: Stream<SurgeResult>,
+    /// Events that arrived too late to be counted (see the module docs).
+    pub late: Stream<RideEvent>,
+}
+
+/// The name of the per-driver operator (in metrics and errors).
+pub const OPERATOR_DRIVERS: &str = "surge_drivers";
+/// The name of the window operator.
+pub const OPERATOR_WINDOW: &str = "surge_window";
+/// The name of the driver operator's side output of late events.
+pub const LATE: &str = "late_driver_events";
+
+/// Computes surge from `events`: valid, deduplicated events with event time and watermarks
+/// (what [`crate::ingest`] produces). See the module docs.
+///
+/// # Watermarks
+///
+/// Results for a window come out when the watermark reaches its end; supply waits for the
+/// watermark before it is counted (see "Ordering").
+pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
+    let demand = events
+        .clone()
+        .filter(|e| e.event_type() == EventType::RiderRequest && e.zone.is_some())
+        .map(|e| Signal {
+            supply: false,
+            event: e,
+        })
+        .name("surge_demand");
+    let late_tag = OutputTag::<RideEvent>::new(LATE);
+    let (ttl, fn_tag) = (cfg.driver_state_ttl, late_tag.clone());
+    let supply = events
+        .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
+        .key_by(|e: &RideEvent| e.driver_id().unwrap_or_default().to_string())
+        .name("surge_key_by_driver")
+        .process(move |reg| DriverSupply {
+            pending: reg.list("pending"),
+            trip: reg.value_with_ttl("trip", ttl),
+            late: fn_tag.clone(),
+        })
+        .name(OPERATOR_DRIVERS);
+    let late_drivers = supply.side_output(&late_tag);
+    let window_late = OutputTag::<Signal>::new("late_signals");
+    let windows = demand
+        .union([supply])
+        .key_by(|s: &Signal| s.event.zone.clone().unwrap_or_else(|| Arc::from("")))
+        .name("surge_key_by_zone")
+        .window(Tumbling::of(cfg.window))
+        .late_data(&window_late)
+        .aggregate(DemandSupply)
+        .name(OPERATOR_WINDOW);
+    let late_signals = windows.side_output(&window_late).map(|s| s.event);
+    let results = windows
+        .map(|r: WindowResult<Arc<str>, (u64, u64)>| {
+            SurgeResult::new(&r.key, r.window.start, r.window.end, r.value.0, r.value.1)
+        })
+        .name("surge_results");
+    SurgeOutputs {
+        results,
+        late: late_drivers.union([late_signals]),
+    }
+}
+
+/// A window input: a rider request (demand) or a driver that is available (supply), with the
+/// event it comes from (so that a late one can be reported as the event).
+#[derive(Debug, Clone)]
+struct Signal {
+    supply: bool,
+    event: RideEvent,
+}
+
+/// Counts demand and distinct drivers.
+struct DemandSupply;
+
+impl Aggregate<Signal> for DemandSupply {
+    type Acc = (u64, FastSet<String>);
+    type Out = (u64, u64);
+
+    fn create(&self) -> Self::Acc {
+        (0, fast_set())
+    }
+
+    fn add(&self, acc: &mut Self::Acc, s: Signal) {
+        if s.supply {
+            if let Some(d) = s.event.driver_id() {
+                if !acc.1.contains(d) {
+                    acc.1.insert(d.to_string());
+                }
+            }
+        } else {
+            acc.0 += 1;
+        }
+    }
+
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        acc.0 += other.0;
+        acc.1.extend(other.1);
+    }
+
+    fn finish(&self, acc: &Self::Acc) -> (u64, u64) {
+        (acc.0, acc.1.len() as u64)
+    }
+}
+
+/// A driver's last change of trip state: on a trip or not, as of which event.
+#[derive(Debug, Clone)]
+struct TripState {
+    on_trip: bool,
+    at: (i64, String),
+}
+
+/// Orders each driver's events by event time and turns them into supply signals.
+struct DriverSupply {
+    /// Events waiting for the watermark.
+    pending: ListState<RideEvent>,
+    trip: ValueState<TripState>,
+    late: OutputTag<RideEvent>,
+}
+
+impl DriverSupply {
+    /// Applies `e`'s trip-state change, if it has one and is newer than the last applied one.
+    fn update_trip(&self, driver: &String, e: &RideEvent, ctx: &mut Context<'_, String, Signal>) {
+        let on_trip = match e.event_type() {
+            EventType::TripStarted => true,
+            EventType::TripCompleted
+            | EventType::TripCancelled
+            | EventType::DriverOffline
+            | EventType::DriverAvailable => false,
+            EventType::DriverLocationUpdate | EventType::RiderRequest => return,
+        };
+        let trip = ctx.value(self.trip);
+        let newer = match trip.get(driver) {
+            None => true,
+            Some(last) => (e.timestamp, e.event_id.as_str()) > (last.at.0, last.at.1.as_str()),
+        };
+        if newer {
+            trip.set(
+                driver,
+                TripState {
+                    on_trip,
+                    at: (e.timestamp, e.event_id.clone()),
+                },
+            );
+        }
+    }
+}
+
+impl KeyedProcessFunction<String, RideEvent> for DriverSupply {
+    type Out = Signal;
+
+    fn process(&mut self, driver: &String, e: RideEvent, ctx: &mut Context<'_, String, Signal>) {
+        if e.timestamp <= ctx.watermark() {
+            self.update_trip(driver, &e, ctx);
+            ctx.output(&self.late, e);
+            return;
+        }
+        ctx.register_event_timer(driver, e.timestamp);
+        ctx.list(self.pending).push(driver, e);
+    }
+
+    fn on_timer(&mut self, driver: &String, timer: Timer, ctx: &mut Context<'_, String, Signal>) {
+        let mut due = ctx.list(self.pending).take(driver);
+        // Keep what is not due yet (its own timer will release it).
+        let mut i = 0;
+        while i < due.len() {
+            if due[i].timestamp > timer.time {
+                let e = due.swap_remove(i);
+                ctx.list(self.pending).push(driver, e);
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+        for e in due {
+            self.update_trip(driver, &e, ctx);
+            let supply = match e.event_type() {
+                EventType::DriverAvailable => true,
+                EventType::DriverLocationUpdate => !ctx
+                    .value(self.trip)
+                    .get(driver)
+                    .is_some_and(|s| s.on_trip),
+                _ => false,
+            };
+            if supply && e.zone.is_some() {
+                ctx.emit_at(
+                    e.timestamp,
+                    Signal {
+                        supply: true,
+                        event: e,
+                    },
+                );
+            }
+        }
+    }
+}

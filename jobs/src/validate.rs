@@ -1,0 +1,277 @@
+//! The validate job: raw lines in, valid [`RideEvent`]s out, and every line that is not a
+//! valid event to a dead-letter side output as a [`DeadLetter`].
+//!
+//! The rules are those of `shared/reference/events.md`, implemented by
+//! [`parse_event`]; this module puts them in a pipeline. Input is either the
+//! raw lines of [`LinesSource`](sluice_connectors::LinesSource) (`Result<String, BadLine>`:
+//! lines that were not even text arrive as [`BadLine`]s) or plain `String`s (the
+//! [generator](crate::generator)); both implement [`RawLine`].
+//!
+//! The one guarantee: **every input line becomes exactly one valid event or exactly one dead
+//! letter**, whatever its bytes; nothing panics and nothing is dropped. So
+//! `lines in = events + dead letters`, which the operator's metrics show (`validate`: records in,
+//! records out, side output `dead_letters`).
+//!
+//! # Clock
+//!
+//! The future-skew rule compares timestamps with [`ValidateConfig::clock`]: the wall clock
+//! ([`SystemClock`]) by default, a [`ManualClock`](sluice_engine::ManualClock) (or any
+//! [`Clock`]) for replays and tests. It is read once per line.
+//!
+//! # Watermarks
+//!
+//! Valid events are emitted with their own timestamp ([`RideEvent::timestamp`]) as the record
+//! timestamp; dead letters keep the input record's (none, for files). Validation generates no
+//! watermarks: see [`crate::ingest`] for where they are assigned.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sluice_connectors::{CollectSink, VecSource};
+//! use sluice_engine::{Config, ManualClock, StreamEnv};
+//! use sluice_jobs::event::Reason;
+//! use sluice_jobs::validate::{validate, ValidateConfig};
+//!
+//! let lines = vec![
+//!     r#"{"event_id":"e1","event_type":"DRIVER_OFFLINE","timestamp":"2026-01-05T07:00:00Z","driver_id":"d1"}"#.to_string(),
+//!     r#"{"event_id":"e2","event_type":"DRIVER_OFFLINE"}"#.to_string(),
+//! ];
+//! let cfg = ValidateConfig {
+//!     clock: Arc::new(ManualClock::new(1_767_596_400_000)),
+//!     ..ValidateConfig::default()
+//! };
+//! let env = StreamEnv::new(Config::default());
+//! let (events, dead) = (CollectSink::new(), CollectSink::new());
+//! let out = validate(env.source(VecSource::new(lines)), &cfg);
+//! out.events.sink(events.clone());
+//! out.dead_letters.sink(dead.clone());
+//! env.execute()?;
+//! assert_eq!(events.values()[0].event_id, "e1");
+//! assert_eq!(dead.values()[0].reason, Reason::MissingField);
+//! # Ok::<(), sluice_engine::JobError>(())
+//! ```
+
+use std::sync::Arc;
+
+use sluice_connectors::{BadLine, BadLineReason, DEFAULT_MAX_LINE_BYTES};
+use sluice_engine::prelude::*;
+use sluice_engine::{Clock, SystemClock};
+
+use crate::event::{parse_event, DeadLetter, Reason, RideEvent, Validation};
+
+/// How much of a too-long line a dead letter keeps (as [`LinesSource`](sluice_connectors::LinesSource)
+/// does).
+const TOO_LONG_HEAD: usize = 1024;
+
+/// Validation settings for the pipeline.
+#[derive(Clone)]
+pub struct ValidateConfig {
+    /// The rules' parameters (future skew, H3 resolution). Default [`Validation::default`].
+    pub validation: Validation,
+    /// The longest acceptable line in bytes, for `String` input (a
+    /// [`LinesSource`](sluice_connectors::LinesSource) enforces its own limit). Default
+    /// [`DEFAULT_MAX_LINE_BYTES`] (64 KiB).
+    pub max_line_bytes: usize,
+    /// [`DeadLetter::source`] of lines that do not say where they came from (every `String`,
+    /// and the good-text lines of a `LinesSource`, which carry no origin). Default `"input"`;
+    /// the binary sets the file name or `generator`.
+    pub source: String,
+    /// The clock of the future-skew rule. Default the wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ValidateConfig {
+    fn default() -> Self {
+        Self {
+            validation: Validation::default(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            source: "input".to_string(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for ValidateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidateConfig")
+            .field("validation", &self.validation)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A raw input line: what [`validate`] accepts.
+pub trait RawLine: Data {
+    /// The line's text, or why the source could not even read it as text.
+    fn into_raw(self) -> Result<String, BadLine>;
+}
+
+impl RawLine for String {
+    fn into_raw(self) -> Result<String, BadLine> {
+        Ok(self)
+    }
+}
+
+impl RawLine for Result<String, BadLine> {
+    fn into_raw(self) -> Result<String, BadLine> {
+        self
+    }
+}
+
+/// The outputs of [`validate`].
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Valid events, each with its event time as record timestamp.
+    pub events: Stream<RideEvent>,
+    /// One dead letter per invalid line.
+    pub dead_letters: Stream<DeadLetter>,
+}
+
+/// The name of the validation operator (in metrics and errors).
+pub const OPERATOR: &str = "validate";
+
+/// The name of the dead-letter side output (in metrics).
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+/// Validates every line of `lines`: valid events on [`Validated::events`], everything else on
+/// [`Validated::dead_letters`]. The operator is named [`OPERATOR`]; its side output
+/// [`DEAD_LETTERS`].
+///
+/// # Watermarks
+///
+/// None generated; records keep (valid events: get) their event time. See [`crate::ingest`].
+pub fn validate<I: RawLine>(lines: Stream<I>, cfg: &ValidateConfig) -> Validated {
+    let tag = OutputTag::<DeadLetter>::new(DEAD_LETTERS);
+    let (cfg, fn_tag) = (cfg.clone(), tag.clone());
+    let events = lines
+        .process(move || ValidateFn {
+            cfg: cfg.clone(),
+            dead: fn_tag.clone(),
+        })
+        .name(OPERATOR);
+    Validated {
+        dead_letters: events.side_output(&tag),
+        events,
+    }
+}
+
+/// Validates one raw line against the clock reading `now_ms`: the function behind
+/// [`validate`], for use outside a pipeline. Never panics.
+///
+/// # Errors
+///
+/// The line's [`DeadLetter`] if it is not a valid event.
+pub fn validate_line(
+    raw: Result<String, BadLine>,
+    now_ms: i64,
+    cfg: &ValidateConfig,
+) -> Result<RideEvent, DeadLetter> {
+    let line = match raw {
+        Ok(line) => line,
+        Err(bad) => {
+            let reason = match bad.reason {
+                BadLineReason::Empty => Reason::Empty,
+                BadLineReason::NotUtf8 => Reason::NotUtf8,
+                BadLineReason::TooLong { .. } => Reason::TooLong,
+                _ => Reason::NotJson,
+            };
+            return Err(DeadLetter {
+                detail: bad.reason.to_string(),
+                line: bad.line,
+                reason,
+                source: bad.source,
+                offset: Some(bad.offset),
+            });
+        }
+    };
+    let dead = |line: String, reason: Reason, detail: String| DeadLetter {
+        line,
+        reason,
+        detail,
+        source: cfg.source.clone(),
+        offset: None,
+    };
+    if line.len() > cfg.max_line_bytes {
+        let detail = format!(
+            "line of {} bytes exceeds the limit of {}",
+            line.len(),
+            cfg.max_line_bytes
+        );
+        return Err(dead(head(&line, TOO_LONG_HEAD).to_string(), Reason::TooLong, detail));
+    }
+    match parse_event(&line, now_ms, &cfg.validation) {
+        Ok(event) => Ok(event),
+        Err(invalid) => Err(dead(line, invalid.reason, invalid.detail)),
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct ValidateFn {
+    cfg: ValidateConfig,
+    dead: OutputTag<DeadLetter>,
+}
+
+impl<I: RawLine> ProcessFunction<I> for ValidateFn {
+    type Out = RideEvent;
+
+    fn process(&mut self, line: I, ctx: &mut ProcessContext<'_, RideEvent>) {
+        let now = self.cfg.clock.now();
+        match validate_line(line.into_raw(), now, &self.cfg) {
+            Ok(event) => ctx.emit_at(event.timestamp, event),
+            Err(dead) => ctx.output(&self.dead, dead),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(reason: BadLineReason) -> BadLine {
+        BadLine {
+            line: "\u{fffd}x".into(),
+            offset: 17,
+            source: "in.jsonl".into(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn bad_lines_map_onto_reasons_and_keep_their_origin() {
+        let cfg = ValidateConfig::default();
+        for (r, expected) in [
+            (BadLineReason::Empty, Reason::Empty),
+            (BadLineReason::NotUtf8, Reason::NotUtf8),
+            (BadLineReason::TooLong { len: 9, limit: 8 }, Reason::TooLong),
+            (BadLineReason::InvalidJson("eof".into()), Reason::NotJson),
+        ] {
+            let d = validate_line(Err(bad(r)), 0, &cfg).unwrap_err();
+            assert_eq!(d.reason, expected);
+            assert_eq!((d.source.as_str(), d.offset), ("in.jsonl", Some(17)));
+        }
+    }
+
+    #[test]
+    fn too_long_strings_keep_a_head_cut_on_a_char_boundary() {
+        let cfg = ValidateConfig {
+            max_line_bytes: 10,
+            ..ValidateConfig::default()
+        };
+        let line = "é".repeat(1_000); // 2 bytes each
+        let d = validate_line(Ok(line), 0, &cfg).unwrap_err();
+        assert_eq!(d.reason, Reason::TooLong);
+        assert_eq!(d.line.len(), 1_024);
+        assert_eq!(d.source, "input");
+        assert_eq!(head("aé", 2), "a");
+    }
+}

@@ -1,0 +1,139 @@
+//! The `ridehail` binary end to end: the default run, `generate | run --input -`, and the
+//! errors a user meets first (bad flags, unreadable input, unwritable output).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn ridehail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ridehail"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ridehail-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn summary(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("summary/summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+fn count_lines(dir: &Path) -> u64 {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += count_lines(&p);
+        } else {
+            n += std::fs::read_to_string(&p).unwrap().lines().count() as u64;
+        }
+    }
+    n
+}
+
+fn u(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("summary has no {k}: {v}"))
+}
+
+#[test]
+fn default_run_writes_every_output_and_counts_add_up() {
+    let dir = temp_dir("default");
+    let out = dir.join("out");
+    let status = ridehail()
+        .args(["run", "--duration", "10m", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("events in"), "{stdout}");
+    let s = summary(&out);
+    assert!(u(&s, "events_in") > 1_000);
+    assert_eq!(u(&s, "events_in"), u(&s, "valid") + u(&s, "dead_letters"));
+    assert_eq!(u(&s, "valid"), u(&s, "unique") + u(&s, "duplicates"));
+    assert_eq!(u(&s, "dead_letters"), 0, "the default generator injects no faults");
+    // What the summary says was written is what the files hold.
+    assert_eq!(count_lines(&out.join("backup")), u(&s, "unique"));
+    assert_eq!(count_lines(&out.join("surge")), u(&s, "surge_windows"));
+    assert_eq!(count_lines(&out.join("trips")), u(&s, "trips_summarised"));
+    assert_eq!(count_lines(&out.join("shifts")), u(&s, "shifts"));
+    assert!(u(&s, "surge_windows") > 0 && u(&s, "trips_summarised") > 0);
+    // The backup is laid out by event hour.
+    let hours = std::fs::read_dir(out.join("backup/year=2026/month=01/day=05"))
+        .expect("hourly layout")
+        .count();
+    assert!(hours >= 1);
+}
+
+#[test]
+fn generate_piped_into_run_counts_every_line_once() {
+    let dir = temp_dir("pipe");
+    let out = dir.join("out");
+    let mut generate = ridehail()
+        .args(["generate", "--duration", "10m", "--faults", "typical", "--seed", "7"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines_out = generate.stdout.take().unwrap();
+    let run = ridehail()
+        .args(["run", "--input", "-", "--quiet", "--out"])
+        .arg(&out)
+        .stdin(lines_out)
+        .output()
+        .unwrap();
+    assert!(generate.wait().unwrap().success());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let s = summary(&out);
+    // Count the generated lines independently.
+    let generated = ridehail()
+        .args(["generate", "--duration", "10m", "--faults", "typical", "--seed", "7"])
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&generated.stdout).lines().count() as u64;
+    assert_eq!(u(&s, "events_in"), lines);
+    assert_eq!(u(&s, "events_in"), u(&s, "valid") + u(&s, "dead_letters"));
+    assert_eq!(u(&s, "valid"), u(&s, "unique") + u(&s, "duplicates"));
+    assert!(u(&s, "dead_letters") > 0, "typical faults include malformed lines");
+    assert!(u(&s, "duplicates") > 0, "typical faults include duplicates");
+    assert_eq!(count_lines(&out.join("dead-letters")), u(&s, "dead_letters"));
+    assert_eq!(count_lines(&out.join("duplicates")), u(&s, "duplicates"));
+}
+
+#[test]
+fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
+    let dir = temp_dir("errors");
+    let bad = ridehail().args(["run", "--parallelism", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("parallelism"));
+
+    let unknown = ridehail().args(["run", "--no-such-flag"]).output().unwrap();
+    assert!(!unknown.status.success());
+
+    let missing = dir.join("missing.jsonl");
+    let r = ridehail()
+        .args(["run", "--input"])
+        .arg(&missing)
+        .args(["--out"])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("missing.jsonl"));
+
+    // An output "directory" that is a file.
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let r = ridehail()
+        .args(["run", "--duration", "1m", "--quiet", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("not-a-dir"));
+}
