@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use hashbrown::hash_map::RawEntryMut;
+
 use crate::keys::{fast_map, FastMap, Key};
 use crate::time::{duration_ms, Timestamp};
 
@@ -300,23 +302,25 @@ impl<K: Key, V> ValueTable<K, V> {
     pub fn set(&mut self, key: &K, value: V) -> Option<V> {
         let expires = self.expiry_for_write();
         let wm = self.watermark;
+        // One hash and one probe, whether the key is new or not.
         match &mut self.values {
-            Values::Plain(map) => match map.get_mut(key) {
-                Some(slot) => Some(std::mem::replace(slot, value)),
-                None => {
-                    map.insert(key.clone(), value);
+            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), value)),
+                RawEntryMut::Vacant(v) => {
+                    v.insert(key.clone(), value);
                     None
                 }
             },
-            Values::Expiring(map) => match map.get_mut(key) {
-                Some(slot) => {
+            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(mut o) => {
+                    let slot = o.get_mut();
                     let old = std::mem::replace(&mut slot.value, value);
                     let was_live = slot.expires > wm;
                     slot.expires = expires;
                     was_live.then_some(old)
                 }
-                None => {
-                    map.insert(key.clone(), Slot { value, expires });
+                RawEntryMut::Vacant(v) => {
+                    v.insert(key.clone(), Slot { value, expires });
                     Self::queue(&mut self.expiry, self.bucket, key, expires);
                     None
                 }
@@ -331,31 +335,31 @@ impl<K: Key, V> ValueTable<K, V> {
         let expires = self.expiry_for_write();
         let wm = self.watermark;
         match &mut self.values {
-            Values::Plain(map) => {
-                if !map.contains_key(key) {
-                    map.insert(key.clone(), make());
+            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(o) => o.into_mut(),
+                RawEntryMut::Vacant(v) => v.insert(key.clone(), make()).1,
+            },
+            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(o) => {
+                    let slot = o.into_mut();
+                    if slot.expires <= wm {
+                        slot.value = make();
+                    }
+                    slot.expires = expires;
+                    &mut slot.value
                 }
-                map.get_mut(key).expect("present")
-            }
-            Values::Expiring(map) => {
-                if !map.contains_key(key) {
-                    map.insert(
+                RawEntryMut::Vacant(v) => {
+                    Self::queue(&mut self.expiry, self.bucket, key, expires);
+                    let (_, slot) = v.insert(
                         key.clone(),
                         Slot {
                             value: make(),
                             expires,
                         },
                     );
-                    Self::queue(&mut self.expiry, self.bucket, key, expires);
-                } else {
-                    let slot = map.get_mut(key).expect("present");
-                    if slot.expires <= wm {
-                        slot.value = make();
-                    }
-                    slot.expires = expires;
+                    &mut slot.value
                 }
-                &mut map.get_mut(key).expect("present").value
-            }
+            },
         }
     }
 

@@ -88,7 +88,8 @@ impl BackupWriter {
                 .append(true)
                 .open(&path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            self.open.insert(hour, BufWriter::with_capacity(64 * 1024, f));
+            self.open
+                .insert(hour, BufWriter::with_capacity(64 * 1024, f));
         }
         Ok(self.open.get_mut(&hour).expect("just opened"))
     }
@@ -124,8 +125,7 @@ impl SinkWriter<RideEvent> for BackupWriter {
             .collect();
         for h in done {
             if let Some(mut f) = self.open.remove(&h) {
-                f.flush()
-                    .map_err(|e| format!("cannot flush backup: {e}"))?;
+                f.flush().map_err(|e| format!("cannot flush backup: {e}"))?;
             }
         }
         Ok(())
@@ -133,8 +133,7 @@ impl SinkWriter<RideEvent> for BackupWriter {
 
     fn finish(&mut self) -> Result<(), BoxError> {
         for (_, mut f) in self.open.drain() {
-            f.flush()
-                .map_err(|e| format!("cannot flush backup: {e}"))?;
+            f.flush().map_err(|e| format!("cannot flush backup: {e}"))?;
         }
         Ok(())
     }

@@ -218,7 +218,8 @@ impl RideEvent {
         let mut out = Vec::with_capacity(256);
         self.write_json(&mut out);
         // Whole UTF-8 strings and ASCII only were written, so this never allocates again.
-        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Appends the event in the wire format to `out`: byte for byte what `serde_json` writes
@@ -622,7 +623,11 @@ impl JsonWriter<'_> {
     fn num(&mut self, key: &str, v: f64) {
         use serde_json::ser::Formatter;
         self.raw(key);
-        if !v.is_finite() || serde_json::ser::CompactFormatter.write_f64(self.out, v).is_err() {
+        if !v.is_finite()
+            || serde_json::ser::CompactFormatter
+                .write_f64(self.out, v)
+                .is_err()
+        {
             self.raw("null");
         }
     }
@@ -986,11 +991,17 @@ mod tests {
             Payload::RiderRequest {
                 rider_id: odd.into(),
                 pickup: p,
-                dropoff: Some(Point { lat: 0.0, lon: -0.0 }),
+                dropoff: Some(Point {
+                    lat: 0.0,
+                    lon: -0.0,
+                }),
             },
             Payload::RiderRequest {
                 rider_id: String::new(),
-                pickup: Point { lat: 1e-7, lon: 180.0 },
+                pickup: Point {
+                    lat: 1e-7,
+                    lon: 180.0,
+                },
                 dropoff: None,
             },
             Payload::DriverAvailable {

@@ -59,14 +59,18 @@ impl EventTimeConfig {
     /// The watermark strategy for a stream of events: timestamps from
     /// [`RideEvent::timestamp`].
     pub fn events_strategy(&self) -> WatermarkStrategy<impl TimestampAssigner<RideEvent>> {
-        self.idle(Watermarks::bounded_out_of_orderness(self.max_out_of_orderness))
-            .timestamps(|e: &RideEvent| e.timestamp)
+        self.idle(Watermarks::bounded_out_of_orderness(
+            self.max_out_of_orderness,
+        ))
+        .timestamps(|e: &RideEvent| e.timestamp)
     }
 
     /// The watermark strategy for a source that attaches event timestamps itself (the
     /// generator): applied to the source, it tracks watermarks per split.
     pub fn source_strategy(&self) -> WatermarkStrategy<FromSource> {
-        self.idle(Watermarks::bounded_out_of_orderness(self.max_out_of_orderness))
+        self.idle(Watermarks::bounded_out_of_orderness(
+            self.max_out_of_orderness,
+        ))
     }
 
     fn idle<A>(&self, s: WatermarkStrategy<A>) -> WatermarkStrategy<A> {
@@ -79,7 +83,9 @@ impl EventTimeConfig {
 
 /// Assigns event time and watermarks to validated events (see the module docs).
 pub fn with_event_time(events: Stream<RideEvent>, cfg: &EventTimeConfig) -> Stream<RideEvent> {
-    events.with_watermarks(cfg.events_strategy()).name("event_time")
+    events
+        .with_watermarks(cfg.events_strategy())
+        .name("event_time")
 }
 
 /// Settings of the whole ingestion.

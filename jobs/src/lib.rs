@@ -5,16 +5,16 @@
 //! `shared/reference/ride-hailing-streaming-architecture.md`; the wire format and validation from
 //! `shared/reference/events.md`.
 
+pub mod backup;
 pub mod dedup;
 pub mod event;
 pub mod generator;
 pub mod ingest;
 pub mod live;
+pub mod ridehail;
 pub mod serde_time;
 pub mod shifts;
 pub mod surge;
 pub mod timestamp;
 pub mod trips;
 pub mod validate;
-pub mod ridehail;
-pub mod backup;

@@ -286,7 +286,8 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             ingest_generator(&env, CityGenerator::new(g)?, &ingest)
         }
         Input::Files(paths) => {
-            let lines = env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
+            let lines =
+                env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
             ingest_lines(lines, &ingest)
         }
         Input::Stdin => {

@@ -3,10 +3,10 @@
 //! the resulting price multiplier.
 //!
 //! ```text
-//!                      ┌─ RIDER_REQUEST ──────────────────────────────────────┐
-//! events ─┤                                                       ├─▶ key_by(zone) ─▶ tumbling 5 min ─▶ SurgeResult
-//!                      └─ driver events ─▶ key_by(driver) ─▶ driver state ─┘      (demand, distinct drivers)
-//!                                                  └─▶ late
+//! events ─┬─ RIDER_REQUEST ─────────────────────────────────┐ demand
+//!         │                                                 ├─▶ key_by(zone) ─▶ tumbling 5 min ─▶ SurgeResult
+//!         └─ driver events ─▶ key_by(driver) ─▶ in order ───┘ supply      (demand, distinct drivers)
+//!                                                  └─▶ late                     └─▶ late
 //! ```
 //!
 //! # Supply
@@ -314,10 +314,9 @@ impl KeyedProcessFunction<String, RideEvent> for DriverSupply {
             self.update_trip(driver, &e, ctx);
             let supply = match e.event_type() {
                 EventType::DriverAvailable => true,
-                EventType::DriverLocationUpdate => !ctx
-                    .value(self.trip)
-                    .get(driver)
-                    .is_some_and(|s| s.on_trip),
+                EventType::DriverLocationUpdate => {
+                    !ctx.value(self.trip).get(driver).is_some_and(|s| s.on_trip)
+                }
                 _ => false,
             };
             if supply && e.zone.is_some() {

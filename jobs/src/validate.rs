@@ -199,7 +199,11 @@ pub fn validate_line(
             line.len(),
             cfg.max_line_bytes
         );
-        return Err(dead(head(&line, TOO_LONG_HEAD).to_string(), Reason::TooLong, detail));
+        return Err(dead(
+            head(&line, TOO_LONG_HEAD).to_string(),
+            Reason::TooLong,
+            detail,
+        ));
     }
     match parse_event(&line, now_ms, &cfg.validation) {
         Ok(event) => Ok(event),

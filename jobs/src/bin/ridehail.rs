@@ -183,8 +183,7 @@ fn run(args: RunArgs) -> Result<()> {
         Input::Stdin
     } else {
         for p in &args.input {
-            std::fs::File::open(p)
-                .with_context(|| format!("cannot read input {}", p.display()))?;
+            std::fs::File::open(p).with_context(|| format!("cannot read input {}", p.display()))?;
         }
         Input::Files(args.input.clone())
     };
@@ -261,7 +260,12 @@ fn running_metrics_reader(running: &ridehail::Running) -> impl Fn() -> u64 + Sen
 fn print_summary(r: &Report, cfg: &RunConfig) {
     let mut out = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(out, "ridehail run: {} workers, output in {}", cfg.parallelism, cfg.out.display());
+    let _ = writeln!(
+        out,
+        "ridehail run: {} workers, output in {}",
+        cfg.parallelism,
+        cfg.out.display()
+    );
     let _ = writeln!(out, "  events in        {:>12}", r.events_in);
     let _ = writeln!(out, "  valid            {:>12}", r.valid);
     let _ = writeln!(out, "  dead letters     {:>12}", r.dead_letters);
@@ -276,7 +280,12 @@ fn print_summary(r: &Report, cfg: &RunConfig) {
     let _ = writeln!(out, "  live snapshots   {:>12}", r.live_snapshots);
     for (job, n) in &r.late {
         if *n > 0 {
-            let _ = writeln!(out, "  late ({job}){:>width$}", n, width = 17 - job.len() + 12 - 6);
+            let _ = writeln!(
+                out,
+                "  late ({job}){:>width$}",
+                n,
+                width = 17 - job.len() + 12 - 6
+            );
         }
     }
     let _ = writeln!(
@@ -302,7 +311,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
         Box::new(BufWriter::with_capacity(1 << 16, f))
     };
     for line in city.lines() {
-        match w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")) {
+        match w
+            .write_all(line.as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+        {
             Ok(()) => {}
             // A closed pipe (`ridehail generate | head`) ends the output quietly.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),

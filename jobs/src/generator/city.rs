@@ -719,7 +719,10 @@ impl City {
             let jitter = |rng: &mut SplitMix64| {
                 (rng.next_f64() + rng.next_f64() + rng.next_f64() - 1.5) * 0.12
             };
-            (spot.0 + jitter(&mut self.rng), spot.1 + jitter(&mut self.rng))
+            (
+                spot.0 + jitter(&mut self.rng),
+                spot.1 + jitter(&mut self.rng),
+            )
         } else {
             (self.rng.next_f64(), self.rng.next_f64())
         };

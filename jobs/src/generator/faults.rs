@@ -227,3 +227,61 @@ fn unknown_type(obj: &mut Map<String, Value>, rng: &mut SplitMix64) {
 fn to_line(obj: &Map<String, Value>) -> String {
     serde_json::to_string(obj).unwrap_or_else(|_| "{".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse_event, Validation};
+    use crate::generator::{CityGenerator, GeneratorConfig};
+
+    /// A malformed line that parsed would be a second copy of its event under the same id:
+    /// every kind must be rejected, whatever event it is derived from.
+    #[test]
+    fn malformed_lines_are_never_valid_events() {
+        let city = CityGenerator::new(GeneratorConfig {
+            drivers: 20,
+            max_lines: Some(3_000),
+            ..GeneratorConfig::default()
+        })
+        .expect("valid config");
+        let mut rng = SplitMix64::new(3);
+        for line in city.lines() {
+            for _ in 0..4 {
+                let bad = malformed(&line, &mut rng);
+                assert!(
+                    parse_event(&bad, i64::MAX / 2, &Validation::default()).is_err(),
+                    "accepted: {bad}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fates_follow_the_rates() {
+        let f = Faults {
+            duplicate: 0.1,
+            out_of_order: 0.2,
+            late: 0.05,
+            ..Faults::default()
+        };
+        let mut rng = SplitMix64::new(1);
+        let (mut dup, mut ooo, mut late) = (0, 0, 0);
+        for _ in 0..100_000 {
+            match f.fate(&mut rng) {
+                Fate::Duplicate(d) => {
+                    assert!((1..=2_000).contains(&d));
+                    dup += 1;
+                }
+                Fate::Delayed(d) if d <= 4_000 => ooo += 1,
+                Fate::Delayed(d) => {
+                    assert!((60_000..=300_000).contains(&d));
+                    late += 1;
+                }
+                Fate::OnTime => {}
+            }
+        }
+        for (n, p) in [(dup, 0.1), (ooo, 0.2), (late, 0.05)] {
+            assert!((n as f64 / 100_000.0 - p).abs() < 0.01, "{n} vs {p}");
+        }
+    }
+}

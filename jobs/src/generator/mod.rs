@@ -196,7 +196,9 @@ impl GeneratorConfig {
             }
             _ => {}
         }
-        self.faults.validate().map_err(GeneratorError::InvalidConfig)
+        self.faults
+            .validate()
+            .map_err(GeneratorError::InvalidConfig)
     }
 }
 
@@ -309,7 +311,9 @@ impl SplitLines {
     fn new(cfg: &GeneratorConfig, index: usize) -> Self {
         let n = cfg.splits.max(1) as u64;
         let i = index as u64;
-        let remaining = cfg.max_lines.map_or(u64::MAX, |m| m / n + u64::from(i < m % n));
+        let remaining = cfg
+            .max_lines
+            .map_or(u64::MAX, |m| m / n + u64::from(i < m % n));
         Self {
             city: City::new(cfg, index),
             faults: cfg.faults,

@@ -37,7 +37,8 @@ fn count_lines(dir: &Path) -> u64 {
 }
 
 fn u(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("summary has no {k}: {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("summary has no {k}: {v}"))
 }
 
 #[test]
@@ -50,14 +51,22 @@ fn default_run_writes_every_output_and_counts_add_up() {
         .stdout(Stdio::piped())
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("events in"), "{stdout}");
     let s = summary(&out);
     assert!(u(&s, "events_in") > 1_000);
     assert_eq!(u(&s, "events_in"), u(&s, "valid") + u(&s, "dead_letters"));
     assert_eq!(u(&s, "valid"), u(&s, "unique") + u(&s, "duplicates"));
-    assert_eq!(u(&s, "dead_letters"), 0, "the default generator injects no faults");
+    assert_eq!(
+        u(&s, "dead_letters"),
+        0,
+        "the default generator injects no faults"
+    );
     // What the summary says was written is what the files hold.
     assert_eq!(count_lines(&out.join("backup")), u(&s, "unique"));
     assert_eq!(count_lines(&out.join("surge")), u(&s, "surge_windows"));
@@ -76,7 +85,15 @@ fn generate_piped_into_run_counts_every_line_once() {
     let dir = temp_dir("pipe");
     let out = dir.join("out");
     let mut generate = ridehail()
-        .args(["generate", "--duration", "10m", "--faults", "typical", "--seed", "7"])
+        .args([
+            "generate",
+            "--duration",
+            "10m",
+            "--faults",
+            "typical",
+            "--seed",
+            "7",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -88,27 +105,48 @@ fn generate_piped_into_run_counts_every_line_once() {
         .output()
         .unwrap();
     assert!(generate.wait().unwrap().success());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let s = summary(&out);
     // Count the generated lines independently.
     let generated = ridehail()
-        .args(["generate", "--duration", "10m", "--faults", "typical", "--seed", "7"])
+        .args([
+            "generate",
+            "--duration",
+            "10m",
+            "--faults",
+            "typical",
+            "--seed",
+            "7",
+        ])
         .output()
         .unwrap();
     let lines = String::from_utf8_lossy(&generated.stdout).lines().count() as u64;
     assert_eq!(u(&s, "events_in"), lines);
     assert_eq!(u(&s, "events_in"), u(&s, "valid") + u(&s, "dead_letters"));
     assert_eq!(u(&s, "valid"), u(&s, "unique") + u(&s, "duplicates"));
-    assert!(u(&s, "dead_letters") > 0, "typical faults include malformed lines");
+    assert!(
+        u(&s, "dead_letters") > 0,
+        "typical faults include malformed lines"
+    );
     assert!(u(&s, "duplicates") > 0, "typical faults include duplicates");
-    assert_eq!(count_lines(&out.join("dead-letters")), u(&s, "dead_letters"));
+    assert_eq!(
+        count_lines(&out.join("dead-letters")),
+        u(&s, "dead_letters")
+    );
     assert_eq!(count_lines(&out.join("duplicates")), u(&s, "duplicates"));
 }
 
 #[test]
 fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
     let dir = temp_dir("errors");
-    let bad = ridehail().args(["run", "--parallelism", "0"]).output().unwrap();
+    let bad = ridehail()
+        .args(["run", "--parallelism", "0"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("parallelism"));
 

@@ -9,7 +9,9 @@ use sluice_engine::prelude::*;
 use sluice_jobs::dedup::{self, dedup, DedupConfig};
 use sluice_jobs::event::RideEvent;
 
-use super::fixtures::{assert_golden, read_events, run, run_at, shuffle_within_bound, synthetic_events};
+use super::fixtures::{
+    assert_golden, read_events, run, run_at, shuffle_within_bound, synthetic_events,
+};
 use super::pipelines::{op, wire_lines};
 
 /// `tests/data/dedup.jsonl` with a 2-minute horizon, one record per batch so that the

@@ -109,13 +109,19 @@ fn max_lines_is_shared_by_the_splits() {
 fn a_source_split_resumes_exactly_at_its_position() {
     let gen = city(small(2, 9));
     let splits = gen.splits(4).expect("splits");
-    assert_eq!(splits.len(), 2, "one split per simulated split, whatever the parallelism");
+    assert_eq!(
+        splits.len(),
+        2,
+        "one split per simulated split, whatever the parallelism"
+    );
     let drain = |position: Option<u64>, limit: usize| {
         let mut reader = gen.open(&splits[1], position).expect("opens");
         let mut all = Vec::new();
         loop {
             let mut buf = Vec::new();
-            let status = reader.poll(&mut SourceOutput::new(&mut buf, limit)).expect("polls");
+            let status = reader
+                .poll(&mut SourceOutput::new(&mut buf, limit))
+                .expect("polls");
             all.extend(buf.into_iter().map(|r| (r.timestamp, r.value)));
             if status == SourceStatus::Finished || all.len() >= limit * 10 {
                 return (all, reader.position());
@@ -135,7 +141,9 @@ fn a_source_split_resumes_exactly_at_its_position() {
             assert_eq!(*ts, e.timestamp, "{line}");
         }
     }
-    assert!(gen.open(&sluice_engine::source::Split::new("other", 0), None).is_err());
+    assert!(gen
+        .open(&sluice_engine::source::Split::new("other", 0), None)
+        .is_err());
 }
 
 /// More requests per minute in the morning rush (around 08:00) than late in the morning.
@@ -161,17 +169,30 @@ fn demand_follows_the_daily_curve() {
 #[test]
 fn invalid_configs_are_refused_with_reasons() {
     for (cfg, what) in [
-        (GeneratorConfig { splits: 0, ..GeneratorConfig::default() }, "splits"),
         (
             GeneratorConfig {
-                faults: Faults { duplicate: 0.6, late: 0.6, ..Faults::default() },
+                splits: 0,
+                ..GeneratorConfig::default()
+            },
+            "splits",
+        ),
+        (
+            GeneratorConfig {
+                faults: Faults {
+                    duplicate: 0.6,
+                    late: 0.6,
+                    ..Faults::default()
+                },
                 ..GeneratorConfig::default()
             },
             "exceeds 1",
         ),
         (
             GeneratorConfig {
-                faults: Faults { malformed: -0.1, ..Faults::default() },
+                faults: Faults {
+                    malformed: -0.1,
+                    ..Faults::default()
+                },
                 ..GeneratorConfig::default()
             },
             "malformed",

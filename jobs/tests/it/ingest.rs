@@ -100,9 +100,16 @@ fn counts_add_up_with_faults_at_one_and_two_workers() {
         let expected_lines: usize = (0..parallelism)
             .map(|i| city(parallelism, faults()).split_lines(i).count())
             .sum();
-        assert_eq!(r.lines, expected_lines as u64, "the source emits every line");
+        assert_eq!(
+            r.lines, expected_lines as u64,
+            "the source emits every line"
+        );
         let valid = (r.events.len() + r.duplicates.len()) as u64;
-        assert_eq!(valid + r.dead.len() as u64, r.lines, "lines = valid + dead letters");
+        assert_eq!(
+            valid + r.dead.len() as u64,
+            r.lines,
+            "lines = valid + dead letters"
+        );
         let v = op(&r.metrics, validate::OPERATOR);
         assert_eq!(v.records_in, r.lines);
         assert_eq!(v.records_out, valid);
@@ -115,7 +122,10 @@ fn counts_add_up_with_faults_at_one_and_two_workers() {
         // Every fault shows.
         assert!(!r.duplicates.is_empty() && !r.late.is_empty());
         let reasons: BTreeSet<Reason> = r.dead.iter().map(|d| d.reason).collect();
-        assert!(reasons.len() >= 7, "malformed lines of many kinds: {reasons:?}");
+        assert!(
+            reasons.len() >= 7,
+            "malformed lines of many kinds: {reasons:?}"
+        );
         assert!(!reasons.contains(&Reason::TimestampInFuture));
 
         // Surge counts each unique request in exactly one window, or reports it late.
@@ -133,11 +143,18 @@ fn without_faults_nothing_is_dead_duplicated_or_late() {
     for parallelism in [1, 2] {
         let r = run(parallelism, Faults::none());
         assert!(r.lines > 5_000, "{} lines", r.lines);
-        assert!(r.dead.is_empty(), "dead letters: {:?}", &r.dead[..r.dead.len().min(3)]);
+        assert!(
+            r.dead.is_empty(),
+            "dead letters: {:?}",
+            &r.dead[..r.dead.len().min(3)]
+        );
         assert!(r.duplicates.is_empty());
         assert!(r.late.is_empty(), "{} late events", r.late.len());
         assert_eq!(r.events.len() as u64, r.lines);
-        assert!(r.results.iter().any(|s| s.multiplier > 1.0), "the rush hour surges");
+        assert!(
+            r.results.iter().any(|s| s.multiplier > 1.0),
+            "the rush hour surges"
+        );
     }
 }
 

@@ -10,7 +10,10 @@ use super::fixtures::{assert_golden, json_lines, read_events, run, run_at, shuff
 use super::pipelines::{op, wire_lines};
 
 /// Runs surge over `events`; returns results and late events.
-fn run_surge(events: Vec<RideEvent>, config: Config) -> (Vec<SurgeResult>, Vec<RideEvent>, JobMetrics) {
+fn run_surge(
+    events: Vec<RideEvent>,
+    config: Config,
+) -> (Vec<SurgeResult>, Vec<RideEvent>, JobMetrics) {
     let ((results, late), metrics) = run(events, config, |s| {
         let out = surge(s, &SurgeConfig::default());
         let (r, l) = (CollectSink::new(), CollectSink::new());
@@ -58,7 +61,13 @@ fn golden_surge_hand_computed() {
     assert_golden("surge.expected.jsonl", &json_lines(&results));
     assert_golden("surge.late.expected.jsonl", &wire_lines(&late));
 
-    let h3 = h3_zone(Point { lat: 40.758, lon: -73.9855 }, 7);
+    let h3 = h3_zone(
+        Point {
+            lat: 40.758,
+            lon: -73.9855,
+        },
+        7,
+    );
     let tier = |zone: &str, start: &str| {
         let r = results
             .iter()
@@ -81,7 +90,10 @@ fn golden_surge_hand_computed() {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&"late-req") && ids.contains(&"late-loc"));
     assert_eq!(op(&metrics, surge::OPERATOR_WINDOW).late, 1);
-    assert_eq!(op(&metrics, surge::OPERATOR_DRIVERS).side_output(surge::LATE), 1);
+    assert_eq!(
+        op(&metrics, surge::OPERATOR_DRIVERS).side_output(surge::LATE),
+        1
+    );
 }
 
 /// The golden input without its two late events, shuffled within the watermark bound, at 1, 2

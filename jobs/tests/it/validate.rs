@@ -57,7 +57,10 @@ fn golden_validate_covers_every_rule() {
     assert_eq!(m.records_out, 8);
     assert_eq!(m.side_output(validate::DEAD_LETTERS), 18);
     // Derived zones: the H3 cell at resolution 7 when there is no geo_zone and a point.
-    let v1 = events.iter().find(|e| e.event_id == "v1").expect("v1 is valid");
+    let v1 = events
+        .iter()
+        .find(|e| e.event_id == "v1")
+        .expect("v1 is valid");
     assert_eq!(v1.zone.as_deref().map(str::len), Some(15));
     assert!(!v1.zone_given);
 }
@@ -92,10 +95,10 @@ fn mutate(line: &str, at: usize, edit: u8, text: &str) -> String {
     }
     let (head, tail) = line.split_at(at);
     match edit % 4 {
-        0 => format!("{head}{text}{tail}"),                        // insert
+        0 => format!("{head}{text}{tail}"), // insert
         1 => format!("{head}{}", tail.get(text.len()..).unwrap_or("")), // delete
-        2 => format!("{head}{text}{}", tail.get(1..).unwrap_or("")),   // replace
-        _ => head.to_string(),                                         // truncate
+        2 => format!("{head}{text}{}", tail.get(1..).unwrap_or("")), // replace
+        _ => head.to_string(),              // truncate
     }
 }
 
@@ -193,6 +196,12 @@ fn string_input_is_validated_too() {
     assert_eq!(events.len(), 1);
     let mut reasons: Vec<Reason> = dead.values().iter().map(|d| d.reason).collect();
     reasons.sort();
-    assert_eq!(reasons, vec![Reason::TooLong, Reason::Empty, Reason::NotJson]);
-    assert!(dead.values().iter().all(|d| d.source == INPUT && d.offset.is_none()));
+    assert_eq!(
+        reasons,
+        vec![Reason::TooLong, Reason::Empty, Reason::NotJson]
+    );
+    assert!(dead
+        .values()
+        .iter()
+        .all(|d| d.source == INPUT && d.offset.is_none()));
 }
