@@ -590,11 +590,18 @@ impl<K: Key, T: Data, F: Fn(&T, T) -> T + Send + Sync + 'static> KeyedProcessFun
     #[inline]
     fn process(&mut self, key: &K, value: T, ctx: &mut Context<'_, K, (K, T)>) {
         let table = ctx.value(self.acc);
-        let next = match table.get(key) {
-            Some(prev) => (self.f)(prev, value),
-            None => value,
+        // Update in place: one lookup for a known key.
+        let next = match table.get_mut(key) {
+            Some(acc) => {
+                let next = (self.f)(acc, value);
+                *acc = next.clone();
+                next
+            }
+            None => {
+                table.set(key, value.clone());
+                value
+            }
         };
-        table.set(key, next.clone());
         ctx.emit((key.clone(), next));
     }
 }

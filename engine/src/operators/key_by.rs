@@ -96,9 +96,12 @@ where
         let rx = shared.receivers.lock().expect("exchange receivers")[cx.worker]
             .take()
             .expect("each worker takes its receiver once");
+        let batch_size = cx.config().batch_size;
         let outbox = Rc::new(RefCell::new(ExchangeOutbox {
             me: cx.worker as u32,
             senders: shared.senders.clone(),
+            staged: (0..p).map(|_| Vec::with_capacity(batch_size)).collect(),
+            batch_size,
             pending: (0..p).map(|_| VecDeque::new()).collect(),
             pending_total: 0,
             stats: shared.stats.clone(),
@@ -119,8 +122,6 @@ where
         let op: BoxPush<T> = Box::new(ExchangeSender {
             key_fn: self.key_fn.clone(),
             router: Router::new(cx.config().max_parallelism, p),
-            buffers: (0..p).map(|_| Vec::with_capacity(batch_size)).collect(),
-            batch_size,
             outbox,
             id: cx.op,
             metrics,
@@ -169,32 +170,16 @@ impl<K, T, F: Fn(&T) -> K> Push<T> for LocalKeyBy<K, T, F> {
 struct ExchangeSender<K, T, F> {
     key_fn: Arc<F>,
     router: Router,
-    buffers: Vec<Vec<Record<(K, T)>>>,
-    batch_size: usize,
     outbox: Rc<RefCell<ExchangeOutbox<(K, T)>>>,
     id: usize,
     metrics: Arc<OpMetrics>,
 }
 
 impl<K: Key, T, F: Fn(&T) -> K> ExchangeSender<K, T, F> {
-    fn ship(&mut self, dest: usize) -> OpResult {
-        let full = std::mem::replace(&mut self.buffers[dest], Vec::with_capacity(self.batch_size));
-        self.outbox.borrow_mut().send(dest, Message::Data(full))
-    }
-
-    fn flush_all(&mut self) -> OpResult {
-        for dest in 0..self.buffers.len() {
-            if !self.buffers[dest].is_empty() {
-                self.ship(dest)?;
-            }
-        }
-        Ok(())
-    }
-
     fn broadcast(&mut self, make: impl Fn() -> Message<(K, T)>) -> OpResult {
-        self.flush_all()?;
         let mut outbox = self.outbox.borrow_mut();
-        for dest in 0..self.buffers.len() {
+        outbox.ship_partials()?;
+        for dest in 0..outbox.senders.len() {
             outbox.send(dest, make())?;
         }
         Ok(())
@@ -206,20 +191,15 @@ impl<K: Key, T, F: Fn(&T) -> K> Push<T> for ExchangeSender<K, T, F> {
         enter(self.id);
         self.metrics.add_in(batch.len());
         self.metrics.add_out(batch.len());
+        let mut outbox = self.outbox.borrow_mut();
         for r in batch.drain(..) {
             let key = (self.key_fn)(&r.value);
             let dest = self.router.route(&key);
-            let buf = &mut self.buffers[dest];
-            buf.push(Record::new(r.timestamp, (key, r.value)));
-            if buf.len() >= self.batch_size {
-                self.ship(dest)?;
-            }
+            outbox.stage(dest, Record::new(r.timestamp, (key, r.value)))?;
         }
-        // Ship the rest now rather than wait for more records to fill the buffers: a live
-        // source may send nothing more for a long time (and without watermarks nothing else
-        // would flush them). So nothing waits in a sender between two pushes, and an incoming
-        // batch of up to `batch_size` records leaves as at most one batch per destination.
-        self.flush_all()
+        // Partial batches stay staged until they fill, a control message goes out, the worker
+        // runs out of work, or the clock ticks (at most a millisecond): see `Outbox::linger`.
+        Ok(())
     }
     fn watermark(&mut self, wm: Timestamp) -> OpResult {
         self.broadcast(|| Message::Watermark(wm))
@@ -240,6 +220,9 @@ impl<K: Key, T, F: Fn(&T) -> K> Push<T> for ExchangeSender<K, T, F> {
 struct ExchangeOutbox<M> {
     me: u32,
     senders: Vec<Sender<Envelope<M>>>,
+    /// Records staged per destination until a batch is full.
+    staged: Vec<Vec<Record<M>>>,
+    batch_size: usize,
     pending: Vec<VecDeque<Message<M>>>,
     pending_total: usize,
     stats: Arc<ExchangeStats>,
@@ -248,6 +231,34 @@ struct ExchangeOutbox<M> {
 }
 
 impl<M> ExchangeOutbox<M> {
+    /// Stages one record for `dest`, shipping the batch when it is full.
+    #[inline]
+    fn stage(&mut self, dest: usize, r: Record<M>) -> OpResult {
+        let buf = &mut self.staged[dest];
+        buf.push(r);
+        if buf.len() >= self.batch_size {
+            let full = std::mem::replace(buf, Vec::with_capacity(self.batch_size));
+            self.send(dest, Message::Data(full))?;
+        }
+        Ok(())
+    }
+
+    /// Ships every staged partial batch. Returns whether there was any.
+    fn ship_partials(&mut self) -> Result<bool, OpFailure> {
+        let mut shipped = false;
+        for dest in 0..self.staged.len() {
+            if !self.staged[dest].is_empty() {
+                let part = std::mem::replace(
+                    &mut self.staged[dest],
+                    Vec::with_capacity(self.batch_size),
+                );
+                self.send(dest, Message::Data(part))?;
+                shipped = true;
+            }
+        }
+        Ok(shipped)
+    }
+
     fn send(&mut self, dest: usize, msg: Message<M>) -> OpResult {
         if let Message::Data(b) = &msg {
             self.stats.sent(b.len());
@@ -301,6 +312,10 @@ impl<M> Outbox for ExchangeOutbox<M> {
 
     fn is_empty(&self) -> bool {
         self.pending_total == 0
+    }
+
+    fn linger(&mut self) -> Result<bool, OpFailure> {
+        self.ship_partials()
     }
 }
 

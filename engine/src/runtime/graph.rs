@@ -142,6 +142,12 @@ pub(crate) trait Outbox {
     fn flush(&mut self) -> Result<bool, OpFailure>;
     /// Whether anything is still pending.
     fn is_empty(&self) -> bool;
+    /// Sends batches that were held back to fill up (called when the worker runs out of work and
+    /// when the clock ticks, so a trickle is never held for more than about a millisecond).
+    /// Returns whether anything was sent.
+    fn linger(&mut self) -> Result<bool, OpFailure> {
+        Ok(false)
+    }
 }
 
 /// What a node's `build` may touch.

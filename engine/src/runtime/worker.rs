@@ -122,6 +122,9 @@ pub(crate) fn run(
         let now = clock.now();
         if now != last_tick {
             last_tick = now;
+            for ob in &outboxes {
+                progress |= ob.borrow_mut().linger()?;
+            }
             for (i, d) in drivers.iter_mut().enumerate() {
                 if !done[i] {
                     d.tick(now)?;
@@ -143,7 +146,14 @@ pub(crate) fn run(
             continue;
         }
         if !progress {
-            parker.park_timeout(idle_wait);
+            // Out of work: ship what was held back to fill up before sleeping.
+            let mut shipped = false;
+            for ob in &outboxes {
+                shipped |= ob.borrow_mut().linger()?;
+            }
+            if !shipped {
+                parker.park_timeout(idle_wait);
+            }
         }
     }
 }
