@@ -232,15 +232,21 @@ struct ExchangeOutbox<M> {
 
 impl<M> ExchangeOutbox<M> {
     /// Stages one record for `dest`, shipping the batch when it is full.
-    #[inline]
+    #[inline(always)]
     fn stage(&mut self, dest: usize, r: Record<M>) -> OpResult {
         let buf = &mut self.staged[dest];
         buf.push(r);
         if buf.len() >= self.batch_size {
-            let full = std::mem::replace(buf, Vec::with_capacity(self.batch_size));
-            self.send(dest, Message::Data(full))?;
+            return self.ship_full(dest);
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ship_full(&mut self, dest: usize) -> OpResult {
+        let full = std::mem::replace(&mut self.staged[dest], Vec::with_capacity(self.batch_size));
+        self.send(dest, Message::Data(full))
     }
 
     /// Ships every staged partial batch. Returns whether there was any.
@@ -248,10 +254,8 @@ impl<M> ExchangeOutbox<M> {
         let mut shipped = false;
         for dest in 0..self.staged.len() {
             if !self.staged[dest].is_empty() {
-                let part = std::mem::replace(
-                    &mut self.staged[dest],
-                    Vec::with_capacity(self.batch_size),
-                );
+                let part =
+                    std::mem::replace(&mut self.staged[dest], Vec::with_capacity(self.batch_size));
                 self.send(dest, Message::Data(part))?;
                 shipped = true;
             }
