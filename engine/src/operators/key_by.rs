@@ -118,7 +118,6 @@ where
             me: cx.worker,
             done: false,
         }));
-        let batch_size = cx.config().batch_size;
         let op: BoxPush<T> = Box::new(ExchangeSender {
             key_fn: self.key_fn.clone(),
             router: Router::new(cx.config().max_parallelism, p),
