@@ -96,6 +96,18 @@ impl Config {
         self
     }
 
+    /// The processing-time clock, shared with other parts of the program (a validation step
+    /// that reads the same clock, say).
+    pub fn clock_arc(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The configured clock.
+    pub fn get_clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// How long an idle worker parks before it re-checks live sources and processing-time
     /// timers (default 1 ms). Workers are woken early when data arrives.
     pub fn idle_wait(mut self, d: Duration) -> Self {

@@ -170,8 +170,10 @@ impl<K: Key, O> Context<'_, K, O> {
     }
 
     /// Registers an event-time timer for `key` at `time`. Registering the same key and time
-    /// twice makes one timer. A timer at or before the current watermark fires with the next
-    /// watermark (or at end of input).
+    /// twice makes one timer (so deleting it deletes it for every purpose it was registered for).
+    /// A timer at or before the current watermark fires with the next watermark advance (or at end
+    /// of input); one registered from `on_timer` at or before the watermark being processed fires
+    /// within that same advance.
     pub fn register_event_timer(&mut self, key: &K, time: Timestamp) {
         if time != NO_TIMESTAMP {
             self.parts.event_timers.register(key, time);
@@ -245,6 +247,8 @@ pub struct ProcessContext<'a, O> {
     pub(crate) out: &'a mut Vec<Record<O>>,
     pub(crate) sides: &'a mut SideOutputs,
     pub(crate) timestamp: Timestamp,
+    pub(crate) watermark: Timestamp,
+    pub(crate) now: Timestamp,
 }
 
 impl<O> ProcessContext<'_, O> {
@@ -252,6 +256,18 @@ impl<O> ProcessContext<'_, O> {
     #[inline]
     pub fn timestamp(&self) -> Timestamp {
         self.timestamp
+    }
+
+    /// The operator's current watermark (`Timestamp::MIN` before the first one).
+    #[inline]
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The processing time (read once per batch from the job's clock).
+    #[inline]
+    pub fn processing_time(&self) -> Timestamp {
+        self.now
     }
 
     /// Emits a result with the record's timestamp.

@@ -373,8 +373,8 @@ impl<T: Data> Stream<T> {
 
     /// The side output `tag` of the operator that produces this stream.
     ///
-    /// Only keyed operators (process functions, windows) have side outputs; asking another
-    /// operator for one makes `execute` fail with [`JobError::Graph`].
+    /// Process functions (keyed and not) and windows have side outputs; asking another operator
+    /// for one makes `execute` fail with [`JobError::Graph`].
     pub fn side_output<X: Data>(&self, tag: &OutputTag<X>) -> Stream<X> {
         let node = self.node;
         let port = self.env.with_graph(|g| {
@@ -502,7 +502,8 @@ pub struct WindowedStream<K, T> {
 
 impl<K: Key, T: Data> WindowedStream<K, T> {
     /// Keeps window state for `lateness` after a window fired: later elements update the result
-    /// (emitted again with `is_update` set) instead of being late. Default: zero.
+    /// (emitted again, with `is_update` set when it replaces a result emitted earlier for that key
+    /// and window) instead of being late. Default: zero.
     pub fn allowed_lateness(mut self, lateness: std::time::Duration) -> Self {
         self.lateness = crate::time::duration_ms(lateness);
         self

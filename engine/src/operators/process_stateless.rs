@@ -13,7 +13,7 @@ use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
 use crate::runtime::worker::enter;
 use crate::side_output::SideOutputs;
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 
 pub(crate) struct ProcessFnFactory<T, C> {
     pub(crate) make: Arc<C>,
@@ -39,6 +39,8 @@ where
             out: Vec::new(),
             sides: SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone()),
             down: join_outputs::<F::Out>(outputs.swap_remove(0)),
+            clock: cx.config().clock.clone(),
+            watermark: Timestamp::MIN,
             id: cx.op,
             metrics,
             _t: PhantomData,
@@ -52,6 +54,8 @@ struct ProcessFnOp<T, F: ProcessFunction<T>> {
     out: Vec<Record<F::Out>>,
     sides: SideOutputs,
     down: BoxPush<F::Out>,
+    clock: Arc<dyn Clock>,
+    watermark: Timestamp,
     id: usize,
     metrics: Arc<OpMetrics>,
     _t: PhantomData<fn(T)>,
@@ -61,11 +65,14 @@ impl<T, F: ProcessFunction<T>> Push<T> for ProcessFnOp<T, F> {
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult {
         enter(self.id);
         self.metrics.add_in(batch.len());
+        let now = self.clock.now();
         for r in batch.drain(..) {
             let mut ctx = ProcessContext {
                 out: &mut self.out,
                 sides: &mut self.sides,
                 timestamp: r.timestamp,
+                watermark: self.watermark,
+                now,
             };
             self.f.process(r.value, &mut ctx);
         }
@@ -77,6 +84,7 @@ impl<T, F: ProcessFunction<T>> Push<T> for ProcessFnOp<T, F> {
         self.down.push(&mut self.out)
     }
     fn watermark(&mut self, wm: Timestamp) -> OpResult {
+        self.watermark = self.watermark.max(wm);
         self.sides.watermark(wm)?;
         self.down.watermark(wm)
     }

@@ -210,3 +210,39 @@ fn every_key_is_processed_on_the_worker_that_owns_its_key_group() {
         }
     }
 }
+
+/// A non-keyed process function sees the operator's watermark and the job clock.
+struct SeeTime;
+
+impl sluice_engine::process::ProcessFunction<u32> for SeeTime {
+    type Out = (u32, i64, i64);
+    fn process(&mut self, v: u32, ctx: &mut sluice_engine::process::ProcessContext<'_, Self::Out>) {
+        ctx.emit((v, ctx.watermark(), ctx.processing_time()));
+    }
+}
+
+#[test]
+fn non_keyed_process_functions_see_the_watermark_and_the_clock() {
+    let clock = sluice_engine::ManualClock::new(42_000);
+    let env = StreamEnv::new(Config::default().clock(clock).batch_size(1));
+    let (sink, out) = channel_sink();
+    env.source(
+        VecSource::with_timestamps((0..5u32).map(|i| (i64::from(i) * 1_000, i)).collect())
+            .splits(1),
+    )
+    .with_watermarks(Watermarks::monotonous())
+    .process(|| SeeTime)
+    .sink(sink);
+    let (_, mut seen) = run_ok(&env, &out);
+    seen.sort();
+    for (v, wm, now) in seen {
+        assert_eq!(now, 42_000, "processing time comes from the job's clock");
+        // Batches of one: the watermark of record v is the previous record's time minus 1.
+        let expected = if v == 0 {
+            i64::MIN
+        } else {
+            i64::from(v - 1) * 1_000 - 1
+        };
+        assert_eq!(wm, expected, "record {v}");
+    }
+}
