@@ -6,6 +6,7 @@
 //! | `backpressure` | bounded buffering under a slow sink; no deadlock between exchanges |
 //! | `failures` | panics and errors name the operator; invalid configs and graphs are refused |
 //! | `topology` | union, fan-out, side outputs, key-group routing |
+//! | `ttl` | event-time TTL of keyed state: expiry by watermark only, sweeping to zero |
 //! | `windows` | tumbling, sliding and session windows against oracles; lateness, late data, state cleanup |
 //! | `live` | idleness, processing-time timers, stop and cancel of unbounded jobs |
 //!
@@ -20,5 +21,6 @@ mod it {
     mod properties;
     mod support;
     mod topology;
+    mod ttl;
     mod windows;
 }

@@ -156,6 +156,11 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
         self.parts.watermark = wm;
         self.fire(TimeDomain::EventTime, wm)?;
         self.parts.state.expire(wm);
+        self.metrics.set_state(
+            self.worker,
+            self.parts.state.keys(),
+            self.parts.event_timers.len() + self.parts.proc_timers.len(),
+        );
         self.parts.sides.watermark(wm)?;
         self.down.watermark(wm)
     }
