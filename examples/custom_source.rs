@@ -119,7 +119,7 @@ fn main() -> Result<(), JobError> {
     .sink(out.clone());
     env.execute()?;
     let mut rows = out.values();
-    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.sort_by_key(|r| (r.0, r.1));
     for (sensor, minute, max) in rows {
         println!("sensor {sensor} minute {minute}: max {max:.2} °C");
     }

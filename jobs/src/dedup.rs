@@ -44,10 +44,11 @@
 //! out.duplicates.sink(dups.clone());
 //! env.execute()?;
 //! assert_eq!(unique.len(), 2);
-//! assert_eq!(dups.values()[0].event_id, "a");
+//! assert_eq!(&*dups.values()[0].event_id, "a");
 //! # Ok::<(), sluice_engine::JobError>(())
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_engine::prelude::*;
@@ -109,10 +110,15 @@ struct Dedup {
     duplicates: OutputTag<RideEvent>,
 }
 
-impl KeyedProcessFunction<String, RideEvent> for Dedup {
+impl KeyedProcessFunction<Arc<str>, RideEvent> for Dedup {
     type Out = RideEvent;
 
-    fn process(&mut self, id: &String, event: RideEvent, ctx: &mut Context<'_, String, RideEvent>) {
+    fn process(
+        &mut self,
+        id: &Arc<str>,
+        event: RideEvent,
+        ctx: &mut Context<'_, Arc<str>, RideEvent>,
+    ) {
         let seen = ctx.value(self.seen);
         if seen.get(id).is_some() {
             ctx.output(&self.duplicates, event);

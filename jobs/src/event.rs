@@ -80,7 +80,7 @@ pub enum Payload {
     /// `RIDER_REQUEST`
     RiderRequest {
         /// The rider.
-        rider_id: String,
+        rider_id: Arc<str>,
         /// Pickup location.
         pickup: Point,
         /// Drop-off location, if given.
@@ -89,30 +89,30 @@ pub enum Payload {
     /// `DRIVER_AVAILABLE`
     DriverAvailable {
         /// The driver.
-        driver_id: String,
+        driver_id: Arc<str>,
         /// Where.
         location: Point,
     },
     /// `DRIVER_OFFLINE`
     DriverOffline {
         /// The driver.
-        driver_id: String,
+        driver_id: Arc<str>,
     },
     /// `DRIVER_LOCATION_UPDATE`
     DriverLocationUpdate {
         /// The driver.
-        driver_id: String,
+        driver_id: Arc<str>,
         /// Where.
         location: Point,
     },
     /// `TRIP_STARTED`
     TripStarted {
         /// The trip.
-        trip_id: String,
+        trip_id: Arc<str>,
         /// Its driver.
-        driver_id: String,
+        driver_id: Arc<str>,
         /// Its rider.
-        rider_id: String,
+        rider_id: Arc<str>,
         /// Where it starts.
         start: Point,
         /// Estimated duration in seconds.
@@ -123,9 +123,9 @@ pub enum Payload {
     /// `TRIP_COMPLETED`
     TripCompleted {
         /// The trip.
-        trip_id: String,
+        trip_id: Arc<str>,
         /// Its driver.
-        driver_id: String,
+        driver_id: Arc<str>,
         /// Where it ends.
         end: Point,
         /// Fare charged.
@@ -138,13 +138,13 @@ pub enum Payload {
     /// `TRIP_CANCELLED`
     TripCancelled {
         /// The trip.
-        trip_id: String,
+        trip_id: Arc<str>,
         /// Its driver, if known.
-        driver_id: Option<String>,
+        driver_id: Option<Arc<str>>,
         /// Its rider, if known.
-        rider_id: Option<String>,
+        rider_id: Option<Arc<str>>,
         /// Why.
-        reason: Option<String>,
+        reason: Option<Arc<str>>,
     },
 }
 
@@ -152,7 +152,7 @@ pub enum Payload {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RideEvent {
     /// The deduplication key.
-    pub event_id: String,
+    pub event_id: Arc<str>,
     /// Event time, ms since the epoch.
     pub timestamp: i64,
     /// The `geo_zone` field if present, else the H3 cell of the event's coordinates (if it has
@@ -188,6 +188,30 @@ impl RideEvent {
             | Payload::TripCompleted { driver_id, .. } => Some(driver_id),
             Payload::TripCancelled { driver_id, .. } => driver_id.as_deref(),
             Payload::RiderRequest { .. } => None,
+        }
+    }
+
+    /// [`driver_id`](Self::driver_id) as a shared string (a cheap clone, e.g. for a key).
+    pub fn driver_key(&self) -> Option<Arc<str>> {
+        match &self.payload {
+            Payload::DriverAvailable { driver_id, .. }
+            | Payload::DriverOffline { driver_id }
+            | Payload::DriverLocationUpdate { driver_id, .. }
+            | Payload::TripStarted { driver_id, .. }
+            | Payload::TripCompleted { driver_id, .. } => Some(driver_id.clone()),
+            Payload::TripCancelled { driver_id, .. } => driver_id.clone(),
+            Payload::RiderRequest { .. } => None,
+        }
+    }
+
+    /// [`trip_id`](Self::trip_id) as a shared string, or the empty string if the event names no
+    /// trip (a cheap clone, e.g. for a key).
+    pub fn trip_key(&self) -> Arc<str> {
+        match &self.payload {
+            Payload::TripStarted { trip_id, .. }
+            | Payload::TripCompleted { trip_id, .. }
+            | Payload::TripCancelled { trip_id, .. } => trip_id.clone(),
+            _ => Arc::from(""),
         }
     }
 
@@ -703,8 +727,12 @@ fn amount(v: Option<f64>, field: &str) -> Result<Option<f64>, Invalid> {
     }
 }
 
-fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<String, Invalid> {
-    Ok(required(v, field)?.into_owned())
+fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<Arc<str>, Invalid> {
+    Ok(Arc::from(required(v, field)?.as_ref()))
+}
+
+fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
+    v.map(|c| Arc::from(c.as_ref()))
 }
 
 /// Parses and validates one line against the clock reading `now_ms`.
@@ -809,9 +837,9 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         }
         EventType::TripCancelled => Payload::TripCancelled {
             trip_id: string(w.trip_id, "trip_id")?,
-            driver_id: w.driver_id.map(Cow::into_owned),
-            rider_id: w.rider_id.map(Cow::into_owned),
-            reason: w.reason.map(Cow::into_owned),
+            driver_id: opt_string(w.driver_id),
+            rider_id: opt_string(w.rider_id),
+            reason: opt_string(w.reason),
         },
     };
     let mut event = RideEvent {
@@ -997,7 +1025,7 @@ mod tests {
                 }),
             },
             Payload::RiderRequest {
-                rider_id: String::new(),
+                rider_id: "".into(),
                 pickup: Point {
                     lat: 1e-7,
                     lon: 180.0,

@@ -217,7 +217,7 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
             )
         })
         .name("live.resolver_events")
-        .key_by(|e: &RideEvent| e.trip_id().unwrap_or_default().to_string())
+        .key_by(|e: &RideEvent| e.trip_key())
         .name("live.by_trip")
         .process(move |reg| CancelResolver {
             started: reg.value_with_ttl("started", retention),
@@ -232,7 +232,7 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
         .name("live.driver_events")
         .union([resolved.clone()])
         .name("live.merge")
-        .key_by(|e: &RideEvent| e.driver_id().unwrap_or_default().to_string())
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
         .name("live.by_driver")
         .process(move |reg| DriverLive {
             slot: reg.value("driver"),
@@ -283,16 +283,21 @@ fn boundary_at_or_after(ts: Timestamp, interval: i64) -> Timestamp {
 
 struct CancelResolver {
     /// The trip's driver and start time, from its earliest `TRIP_STARTED`.
-    started: ValueState<(String, Timestamp)>,
+    started: ValueState<(Arc<str>, Timestamp)>,
     /// `TRIP_CANCELLED`s without a driver, until the watermark passes them.
     pending: ListState<RideEvent>,
     late: OutputTag<RideEvent>,
 }
 
-impl KeyedProcessFunction<String, RideEvent> for CancelResolver {
+impl KeyedProcessFunction<Arc<str>, RideEvent> for CancelResolver {
     type Out = RideEvent;
 
-    fn process(&mut self, key: &String, e: RideEvent, ctx: &mut Context<'_, String, RideEvent>) {
+    fn process(
+        &mut self,
+        key: &Arc<str>,
+        e: RideEvent,
+        ctx: &mut Context<'_, Arc<str>, RideEvent>,
+    ) {
         if let Payload::TripStarted { driver_id, .. } = &e.payload {
             // Written with the start's own timestamp, so the TTL counts from the start.
             let table = ctx.value(self.started);
@@ -310,7 +315,12 @@ impl KeyedProcessFunction<String, RideEvent> for CancelResolver {
         ctx.register_event_timer(key, ts);
     }
 
-    fn on_timer(&mut self, key: &String, timer: Timer, ctx: &mut Context<'_, String, RideEvent>) {
+    fn on_timer(
+        &mut self,
+        key: &Arc<str>,
+        timer: Timer,
+        ctx: &mut Context<'_, Arc<str>, RideEvent>,
+    ) {
         // Every start at or before the cancel has arrived; state is seen as of the cancel's time.
         let (mut due, rest): (Vec<RideEvent>, Vec<RideEvent>) = ctx
             .list(self.pending)
@@ -356,7 +366,7 @@ struct Current {
     location: Option<Point>,
     zone: Option<Arc<str>>,
     /// The current trip and the zone it counts in.
-    trip: Option<(String, Arc<str>)>,
+    trip: Option<(Arc<str>, Arc<str>)>,
     last_event_time: Timestamp,
 }
 
@@ -410,7 +420,7 @@ impl Current {
             status: self.status,
             location: self.location,
             zone: self.zone.as_deref().map(str::to_string),
-            current_trip: self.trip.as_ref().map(|(t, _)| t.clone()),
+            current_trip: self.trip.as_ref().map(|(t, _)| t.to_string()),
             last_event_time: self.last_event_time,
         }
     }
@@ -434,7 +444,7 @@ struct DriverLive {
     deltas: OutputTag<ZoneDelta>,
 }
 
-type DriversCx<'a> = Context<'a, String, DriverState>;
+type DriversCx<'a> = Context<'a, Arc<str>, DriverState>;
 
 impl DriverLive {
     /// The timer that handles the interval holding `ts`: its boundary minus one.
@@ -443,7 +453,7 @@ impl DriverLive {
     }
 
     /// Keeps the expiry timer at the boundary where the driver would expire now.
-    fn rearm_expiry(&self, key: &String, slot: &mut DriverSlot, ctx: &mut DriversCx<'_>) {
+    fn rearm_expiry(&self, key: &Arc<str>, slot: &mut DriverSlot, ctx: &mut DriversCx<'_>) {
         let want = match (self.idle, &slot.current) {
             (Some(idle), Some(cur)) => Some(
                 boundary_at_or_after(cur.last_event_time.saturating_add(idle), self.interval) - 1,
@@ -470,10 +480,10 @@ impl DriverLive {
     }
 }
 
-impl KeyedProcessFunction<String, RideEvent> for DriverLive {
+impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
     type Out = DriverState;
 
-    fn process(&mut self, key: &String, e: RideEvent, ctx: &mut DriversCx<'_>) {
+    fn process(&mut self, key: &Arc<str>, e: RideEvent, ctx: &mut DriversCx<'_>) {
         if e.timestamp <= ctx.watermark() {
             ctx.output(&self.late, e);
             return;
@@ -486,7 +496,7 @@ impl KeyedProcessFunction<String, RideEvent> for DriverLive {
         ctx.register_event_timer(key, timer);
     }
 
-    fn on_timer(&mut self, key: &String, timer: Timer, ctx: &mut DriversCx<'_>) {
+    fn on_timer(&mut self, key: &Arc<str>, timer: Timer, ctx: &mut DriversCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };

@@ -56,6 +56,7 @@
 //! Window bounds are RFC 3339 strings in UTC with milliseconds, as event timestamps are
 //! written: they sort chronologically as strings, and read without knowing the epoch.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,12 +171,13 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let (ttl, fn_tag) = (cfg.driver_state_ttl, late_tag.clone());
     let supply = events
         .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
-        .key_by(|e: &RideEvent| e.driver_id().unwrap_or_default().to_string())
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
         .name("surge_key_by_driver")
         .process(move |reg| DriverSupply {
-            pending: reg.list("pending"),
+            pending: reg.value("pending"),
             trip: reg.value_with_ttl("trip", ttl),
             late: fn_tag.clone(),
+            due: Vec::new(),
         })
         .name(OPERATOR_DRIVERS);
     let late_drivers = supply.side_output(&late_tag);
@@ -245,20 +247,29 @@ impl Aggregate<Signal> for DemandSupply {
 #[derive(Debug, Clone)]
 struct TripState {
     on_trip: bool,
-    at: (i64, String),
+    at: (i64, Arc<str>),
 }
 
 /// Orders each driver's events by event time and turns them into supply signals.
 struct DriverSupply {
-    /// Events waiting for the watermark.
-    pending: ListState<RideEvent>,
+    /// Events waiting for the watermark, sorted by `(timestamp, event_id)`. Events mostly
+    /// arrive in order, so inserting is usually an append and releasing pops from the front:
+    /// each event is moved O(1) times.
+    pending: ValueState<VecDeque<RideEvent>>,
     trip: ValueState<TripState>,
     late: OutputTag<RideEvent>,
+    /// Scratch space for the events a timer releases.
+    due: Vec<RideEvent>,
 }
 
 impl DriverSupply {
     /// Applies `e`'s trip-state change, if it has one and is newer than the last applied one.
-    fn update_trip(&self, driver: &String, e: &RideEvent, ctx: &mut Context<'_, String, Signal>) {
+    fn update_trip(
+        &self,
+        driver: &Arc<str>,
+        e: &RideEvent,
+        ctx: &mut Context<'_, Arc<str>, Signal>,
+    ) {
         let on_trip = match e.event_type() {
             EventType::TripStarted => true,
             EventType::TripCompleted
@@ -270,7 +281,7 @@ impl DriverSupply {
         let trip = ctx.value(self.trip);
         let newer = match trip.get(driver) {
             None => true,
-            Some(last) => (e.timestamp, e.event_id.as_str()) > (last.at.0, last.at.1.as_str()),
+            Some(last) => (e.timestamp, &*e.event_id) > (last.at.0, &*last.at.1),
         };
         if newer {
             trip.set(
@@ -284,33 +295,55 @@ impl DriverSupply {
     }
 }
 
-impl KeyedProcessFunction<String, RideEvent> for DriverSupply {
+impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
     type Out = Signal;
 
-    fn process(&mut self, driver: &String, e: RideEvent, ctx: &mut Context<'_, String, Signal>) {
+    fn process(
+        &mut self,
+        driver: &Arc<str>,
+        e: RideEvent,
+        ctx: &mut Context<'_, Arc<str>, Signal>,
+    ) {
         if e.timestamp <= ctx.watermark() {
             self.update_trip(driver, &e, ctx);
             ctx.output(&self.late, e);
             return;
         }
+        // One timer per distinct timestamp (registering the same one twice makes one timer): each
+        // fires at its event's time, so TTL'd trip state is read and written as of that time.
         ctx.register_event_timer(driver, e.timestamp);
-        ctx.list(self.pending).push(driver, e);
+        let pending = ctx
+            .value(self.pending)
+            .get_or_insert_with(driver, VecDeque::new);
+        let at = if pending.back().map_or(true, |b| order(b) <= order(&e)) {
+            pending.len()
+        } else {
+            pending.partition_point(|p| order(p) <= order(&e))
+        };
+        pending.insert(at, e);
     }
 
-    fn on_timer(&mut self, driver: &String, timer: Timer, ctx: &mut Context<'_, String, Signal>) {
-        let mut due = ctx.list(self.pending).take(driver);
-        // Keep what is not due yet (its own timer will release it).
-        let mut i = 0;
-        while i < due.len() {
-            if due[i].timestamp > timer.time {
-                let e = due.swap_remove(i);
-                ctx.list(self.pending).push(driver, e);
-            } else {
-                i += 1;
+    fn on_timer(
+        &mut self,
+        driver: &Arc<str>,
+        timer: Timer,
+        ctx: &mut Context<'_, Arc<str>, Signal>,
+    ) {
+        // Release what is due at this timer, in order; later events wait for their own timers.
+        let mut due = std::mem::take(&mut self.due);
+        let drained = match ctx.value(self.pending).get_mut(driver) {
+            Some(pending) => {
+                while pending.front().is_some_and(|e| e.timestamp <= timer.time) {
+                    due.extend(pending.pop_front());
+                }
+                pending.is_empty()
             }
+            None => false,
+        };
+        if drained {
+            ctx.value(self.pending).remove(driver);
         }
-        due.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
-        for e in due {
+        for e in due.drain(..) {
             self.update_trip(driver, &e, ctx);
             let supply = match e.event_type() {
                 EventType::DriverAvailable => true,
@@ -329,5 +362,11 @@ impl KeyedProcessFunction<String, RideEvent> for DriverSupply {
                 );
             }
         }
+        self.due = due;
     }
+}
+
+/// The order in which a driver's events are released.
+fn order(e: &RideEvent) -> (i64, &str) {
+    (e.timestamp, &e.event_id)
 }

@@ -56,6 +56,7 @@
 //! event is written when a timer fires, whose time depends on how the watermark advanced (and so
 //! on the parallelism); explicit expiry by event timestamps keeps the output deterministic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -186,7 +187,7 @@ impl TripAnomaly {
     fn of(reason: AnomalyReason, e: &RideEvent) -> Self {
         Self {
             reason,
-            event_id: e.event_id.clone(),
+            event_id: e.event_id.to_string(),
             event_type: e.event_type(),
             trip_id: e.trip_id().map(str::to_string),
             driver_id: e.driver_id().map(str::to_string),
@@ -254,7 +255,7 @@ pub fn trip_summaries(events: Stream<RideEvent>, config: &TripConfig) -> TripOut
         .clone()
         .filter(|e| e.trip_id().is_some())
         .name("trips.trip_events")
-        .key_by(|e: &RideEvent| e.trip_id().unwrap_or_default().to_string())
+        .key_by(|e: &RideEvent| e.trip_key())
         .name("trips.by_trip")
         .process(move |reg| TripLifecycle {
             slot: reg.value("trip"),
@@ -336,8 +337,8 @@ fn rearm<K: Key, O>(
 /// A started trip, until it ends or times out.
 #[derive(Debug, Clone)]
 struct OpenTrip {
-    driver_id: String,
-    rider_id: String,
+    driver_id: Arc<str>,
+    rider_id: Arc<str>,
     start_time: Timestamp,
     start_location: Point,
     estimated_fare: Option<f64>,
@@ -384,7 +385,7 @@ struct TripLifecycle {
     anomalies: OutputTag<TripAnomaly>,
 }
 
-type LifecycleCx<'a> = Context<'a, String, DriverItem>;
+type LifecycleCx<'a> = Context<'a, Arc<str>, DriverItem>;
 
 impl TripLifecycle {
     /// Applies what happens strictly before `limit`: the timeout, then forgetting the finished
@@ -412,7 +413,13 @@ impl TripLifecycle {
         }
     }
 
-    fn apply(&self, trip_id: &str, slot: &mut TripSlot, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
+    fn apply(
+        &self,
+        trip_id: &Arc<str>,
+        slot: &mut TripSlot,
+        e: RideEvent,
+        ctx: &mut LifecycleCx<'_>,
+    ) {
         if slot.finished_at.is_some() {
             ctx.output(
                 &self.anomalies,
@@ -450,7 +457,7 @@ impl TripLifecycle {
                         rank: RANK_START,
                         event_id: e.event_id.clone(),
                         kind: DriverKind::Start {
-                            trip_id: trip_id.to_string(),
+                            trip_id: trip_id.clone(),
                         },
                     },
                 );
@@ -466,10 +473,10 @@ impl TripLifecycle {
     }
 }
 
-impl KeyedProcessFunction<String, RideEvent> for TripLifecycle {
+impl KeyedProcessFunction<Arc<str>, RideEvent> for TripLifecycle {
     type Out = DriverItem;
 
-    fn process(&mut self, key: &String, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
+    fn process(&mut self, key: &Arc<str>, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
         if e.timestamp <= ctx.watermark() {
             ctx.output(&self.anomalies, TripAnomaly::of(AnomalyReason::Late, &e));
             return;
@@ -481,7 +488,7 @@ impl KeyedProcessFunction<String, RideEvent> for TripLifecycle {
         ctx.value(self.slot).set(key, slot);
     }
 
-    fn on_timer(&mut self, key: &String, timer: Timer, ctx: &mut LifecycleCx<'_>) {
+    fn on_timer(&mut self, key: &Arc<str>, timer: Timer, ctx: &mut LifecycleCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
@@ -512,10 +519,10 @@ fn emit_summary(ctx: &mut LifecycleCx<'_>, ts: Timestamp, summary: TripSummary) 
     ctx.emit_at(
         ts,
         DriverItem {
-            driver: summary.driver_id.clone(),
+            driver: summary.driver_id.as_deref().map(Arc::from),
             ts,
             rank: RANK_END,
-            event_id: String::new(),
+            event_id: Arc::from(""),
             kind: DriverKind::End(Box::new(summary)),
         },
     );
@@ -548,8 +555,8 @@ fn summarize(
         surge_applied: false,
     };
     if let Some(o) = open {
-        s.driver_id = Some(o.driver_id);
-        s.rider_id = Some(o.rider_id);
+        s.driver_id = Some(o.driver_id.to_string());
+        s.rider_id = Some(o.rider_id.to_string());
         s.start_time = Some(o.start_time);
         s.start_location = Some(o.start_location);
         s.estimated_fare = o.estimated_fare;
@@ -564,7 +571,7 @@ fn summarize(
             ..
         }) => {
             s.status = TripStatus::Completed;
-            s.driver_id.get_or_insert_with(|| driver_id.clone());
+            s.driver_id.get_or_insert_with(|| driver_id.to_string());
             s.end_time = Some(at);
             s.end_location = Some(*end);
             s.fare = Some(*actual_fare);
@@ -579,13 +586,13 @@ fn summarize(
         }) => {
             s.status = TripStatus::Cancelled;
             if s.driver_id.is_none() {
-                s.driver_id = driver_id.clone();
+                s.driver_id = driver_id.as_deref().map(str::to_string);
             }
             if s.rider_id.is_none() {
-                s.rider_id = rider_id.clone();
+                s.rider_id = rider_id.as_deref().map(str::to_string);
             }
             s.end_time = Some(at);
-            s.cancel_reason = reason.clone();
+            s.cancel_reason = reason.as_deref().map(str::to_string);
         }
         _ => {}
     }
@@ -610,17 +617,17 @@ const RANK_END: u8 = 2;
 /// and location updates.
 #[derive(Debug, Clone)]
 struct DriverItem {
-    driver: Option<String>,
+    driver: Option<Arc<str>>,
     ts: Timestamp,
     /// Order at equal timestamps: start, location, end.
     rank: u8,
-    event_id: String,
+    event_id: Arc<str>,
     kind: DriverKind,
 }
 
 #[derive(Debug, Clone)]
 enum DriverKind {
-    Start { trip_id: String },
+    Start { trip_id: Arc<str> },
     Location,
     End(Box<TripSummary>),
 }
@@ -628,7 +635,7 @@ enum DriverKind {
 impl DriverItem {
     fn location(e: RideEvent) -> Self {
         Self {
-            driver: e.driver_id().map(str::to_string),
+            driver: e.driver_key(),
             ts: e.timestamp,
             rank: RANK_LOCATION,
             event_id: e.event_id,
@@ -643,7 +650,7 @@ struct DriverSlot {
     /// Items the watermark has not passed yet, unsorted.
     pending: Vec<DriverItem>,
     /// Open trips (usually at most one) and their location updates so far.
-    open: Vec<(String, u64)>,
+    open: Vec<(Arc<str>, u64)>,
     armed: Option<Timestamp>,
 }
 
@@ -652,12 +659,12 @@ struct TripLocations {
     anomalies: OutputTag<TripAnomaly>,
 }
 
-type LocationsCx<'a> = Context<'a, Option<String>, TripSummary>;
+type LocationsCx<'a> = Context<'a, Option<Arc<str>>, TripSummary>;
 
-impl KeyedProcessFunction<Option<String>, DriverItem> for TripLocations {
+impl KeyedProcessFunction<Option<Arc<str>>, DriverItem> for TripLocations {
     type Out = TripSummary;
 
-    fn process(&mut self, key: &Option<String>, item: DriverItem, ctx: &mut LocationsCx<'_>) {
+    fn process(&mut self, key: &Option<Arc<str>>, item: DriverItem, ctx: &mut LocationsCx<'_>) {
         // Starts and summaries come from `trips.lifecycle`, never behind the watermark; only a
         // location update can be late.
         if matches!(item.kind, DriverKind::Location) && item.ts <= ctx.watermark() {
@@ -665,10 +672,10 @@ impl KeyedProcessFunction<Option<String>, DriverItem> for TripLocations {
                 &self.anomalies,
                 TripAnomaly {
                     reason: AnomalyReason::Late,
-                    event_id: item.event_id,
+                    event_id: item.event_id.to_string(),
                     event_type: EventType::DriverLocationUpdate,
                     trip_id: None,
-                    driver_id: item.driver,
+                    driver_id: item.driver.as_deref().map(str::to_string),
                     timestamp: item.ts,
                 },
             );
@@ -681,7 +688,7 @@ impl KeyedProcessFunction<Option<String>, DriverItem> for TripLocations {
         ctx.value(self.slot).set(key, slot);
     }
 
-    fn on_timer(&mut self, key: &Option<String>, timer: Timer, ctx: &mut LocationsCx<'_>) {
+    fn on_timer(&mut self, key: &Option<Arc<str>>, timer: Timer, ctx: &mut LocationsCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
@@ -689,13 +696,12 @@ impl KeyedProcessFunction<Option<String>, DriverItem> for TripLocations {
             slot.armed = None;
         }
         let upto = ctx.watermark();
-        let (mut due, rest): (Vec<DriverItem>, Vec<DriverItem>) = std::mem::take(&mut slot.pending)
-            .into_iter()
-            .partition(|i| i.ts <= upto);
-        slot.pending = rest;
-        // Items equal in (ts, rank) commute, so no further tie-break is needed.
-        due.sort_by_key(|i| (i.ts, i.rank));
-        for item in due {
+        // Sort in place and release the due prefix (no reallocation of the rest). Items equal
+        // in (ts, rank) commute, so no further tie-break is needed; the stable sort keeps the
+        // arrival order among them as before.
+        slot.pending.sort_by_key(|i| (i.ts, i.rank));
+        let n_due = slot.pending.partition_point(|i| i.ts <= upto);
+        for item in slot.pending.drain(..n_due) {
             match item.kind {
                 DriverKind::Start { trip_id } => {
                     if !slot.open.iter().any(|(t, _)| *t == trip_id) {
@@ -708,14 +714,14 @@ impl KeyedProcessFunction<Option<String>, DriverItem> for TripLocations {
                     }
                 }
                 DriverKind::End(mut summary) => {
-                    if let Some(i) = slot.open.iter().position(|(t, _)| *t == summary.trip_id) {
+                    if let Some(i) = slot.open.iter().position(|(t, _)| **t == *summary.trip_id) {
                         summary.location_updates = slot.open.swap_remove(i).1;
                     }
                     ctx.emit_at(item.ts, *summary);
                 }
             }
         }
-        let next = slot.pending.iter().map(|i| i.ts).min();
+        let next = slot.pending.first().map(|i| i.ts);
         rearm(ctx, key, &mut slot.armed, next);
         if !slot.pending.is_empty() || !slot.open.is_empty() {
             ctx.value(self.slot).set(key, slot);

@@ -47,7 +47,7 @@
 //! out.events.sink(events.clone());
 //! out.dead_letters.sink(dead.clone());
 //! env.execute()?;
-//! assert_eq!(events.values()[0].event_id, "e1");
+//! assert_eq!(&*events.values()[0].event_id, "e1");
 //! assert_eq!(dead.values()[0].reason, Reason::MissingField);
 //! # Ok::<(), sluice_engine::JobError>(())
 //! ```

@@ -18,6 +18,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use sluice_connectors::SplitMix64;
 
@@ -95,7 +96,7 @@ enum DriverState {
 
 #[derive(Debug)]
 struct Driver {
-    id: String,
+    id: Arc<str>,
     lat: f64,
     lon: f64,
     /// Where the driver is heading (a cruising target, a pickup or a drop-off).
@@ -117,8 +118,8 @@ enum TripState {
 
 #[derive(Debug)]
 struct Trip {
-    id: String,
-    rider: String,
+    id: Arc<str>,
+    rider: Arc<str>,
     pickup: (f64, f64),
     dropoff: (f64, f64),
     driver: Option<u32>,
@@ -321,7 +322,7 @@ impl City {
         for i in 0..drivers {
             let (lat, lon) = city.somewhere();
             city.drivers.push(Driver {
-                id: format!("{}d{i}", city.prefix),
+                id: format!("{}d{i}", city.prefix).into(),
                 lat,
                 lon,
                 target: (lat, lon),
@@ -444,7 +445,7 @@ impl City {
     fn request(&mut self, now: i64, out: &mut Vec<RideEvent>) {
         let no = self.next_trip;
         self.next_trip += 1;
-        let rider = format!("{}r{}", self.prefix, self.rng.below(self.riders));
+        let rider: Arc<str> = format!("{}r{}", self.prefix, self.rng.below(self.riders)).into();
         let pickup = self.somewhere();
         let dropoff = self.somewhere();
         self.emit(
@@ -459,7 +460,7 @@ impl City {
         self.trips.insert(
             no,
             Trip {
-                id: format!("{}t{no}", self.prefix),
+                id: format!("{}t{no}", self.prefix).into(),
                 rider,
                 pickup,
                 dropoff,
@@ -577,7 +578,7 @@ impl City {
                 trip_id: trip.id,
                 driver_id: Some(driver_id),
                 rider_id: Some(trip.rider),
-                reason: Some(reason.to_string()),
+                reason: Some(reason.into()),
             },
             out,
         );
@@ -595,7 +596,7 @@ impl City {
                 trip_id: trip.id,
                 driver_id: None,
                 rider_id: Some(trip.rider),
-                reason: Some("no_driver_available".to_string()),
+                reason: Some("no_driver_available".into()),
             },
             out,
         );
@@ -773,7 +774,7 @@ impl City {
         push_decimal(&mut event_id, self.next_event);
         self.next_event += 1;
         out.push(RideEvent {
-            event_id,
+            event_id: event_id.into(),
             timestamp: time,
             zone: None,
             zone_given: false,

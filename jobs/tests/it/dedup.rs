@@ -71,7 +71,7 @@ fn dedup_is_independent_of_arrival_order_and_parallelism() {
     let counts = |events: &[RideEvent]| -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for e in events {
-            *m.entry(e.event_id.clone()).or_insert(0) += 1;
+            *m.entry(e.event_id.to_string()).or_insert(0) += 1;
         }
         m
     };

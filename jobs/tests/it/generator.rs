@@ -64,7 +64,7 @@ fn ids_never_collide_across_splits() {
         ..small(4, 1)
     });
     let events: Vec<RideEvent> = gen.lines().map(|l| parse(&l)).collect();
-    let ids: BTreeSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let ids: BTreeSet<&str> = events.iter().map(|e| &*e.event_id).collect();
     assert_eq!(ids.len(), events.len());
     for e in &events {
         let split = &e.event_id[..e.event_id.find('-').expect("prefixed")];

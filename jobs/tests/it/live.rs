@@ -184,7 +184,7 @@ fn late_events_go_to_the_late_output() {
     let mut late: Vec<String> = late
         .values()
         .into_iter()
-        .map(|e: RideEvent| e.event_id)
+        .map(|e: RideEvent| e.event_id.to_string())
         .collect();
     late.sort();
     assert_eq!(late, vec!["3".to_string(), "4".to_string()]);

@@ -90,6 +90,6 @@ fn events_behind_a_closed_shift_go_to_the_late_output() {
     );
     let late: Vec<RideEvent> = late.values();
     assert_eq!(late.len(), 1);
-    assert_eq!(late[0].event_id, "3");
+    assert_eq!(&*late[0].event_id, "3");
     assert_eq!(metrics.operator("shifts.window").unwrap().late, 1);
 }

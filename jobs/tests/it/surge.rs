@@ -86,7 +86,7 @@ fn golden_surge_hand_computed() {
     assert_eq!(tier("zone-d", "07:05"), (4, 1, 2.5));
     assert_eq!(results.len(), 9);
 
-    let ids: Vec<&str> = late.iter().map(|e| e.event_id.as_str()).collect();
+    let ids: Vec<&str> = late.iter().map(|e| &*e.event_id).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&"late-req") && ids.contains(&"late-loc"));
     assert_eq!(op(&metrics, surge::OPERATOR_WINDOW).late, 1);

@@ -59,7 +59,7 @@ fn golden_validate_covers_every_rule() {
     // Derived zones: the H3 cell at resolution 7 when there is no geo_zone and a point.
     let v1 = events
         .iter()
-        .find(|e| e.event_id == "v1")
+        .find(|e| &*e.event_id == "v1")
         .expect("v1 is valid");
     assert_eq!(v1.zone.as_deref().map(str::len), Some(15));
     assert!(!v1.zone_given);
