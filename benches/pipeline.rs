@@ -37,7 +37,7 @@ const EVENTS: u64 = 4_000_000;
 const KEYS: u64 = 10_000;
 
 /// One generated event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Event {
     key: u32,
     value: i64,

@@ -129,10 +129,12 @@ fn main() -> Result<(), JobError> {
         .with_watermarks(
             Watermarks::bounded_out_of_orderness(Duration::from_secs(5)).timestamps(Event::ts),
         )
-        .key_by(|e| e.zone())
+        // Keys are written to checkpoints with their state, so they must be owned (serde can
+        // read back a `String`, not a `&'static str`).
+        .key_by(|e| e.zone().to_string())
         .window(Tumbling::of(Duration::from_secs(300)))
         .aggregate(SupplyDemand)
-        .map(|r: WindowResult<&'static str, (u64, u64)>| {
+        .map(|r: WindowResult<String, (u64, u64)>| {
             let (demand, supply) = r.value;
             format!(
                 "{:<8} [{:>3} min, {:>3} min)  demand {demand}  supply {supply}  x{}",

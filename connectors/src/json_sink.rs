@@ -1,4 +1,5 @@
 //! A sink that writes JSON Lines files into a directory, one file per worker: [`JsonLinesSink`].
+//! Exactly-once under checkpointing (two-phase commit: in-progress, pending, committed files).
 //!
 //! The output reads back with [`JsonLinesSource`](crate::JsonLinesSource).
 
@@ -15,7 +16,19 @@ use sluice_engine::{BoxError, Record};
 /// Write buffer per worker.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// Writes every value as one line of JSON to `dir/part-{worker}.jsonl`.
+/// Writes every value as one line of JSON to `dir/part-{worker}.jsonl`; under checkpointing,
+/// exactly once, to one committed file per worker and checkpoint.
+///
+/// # Exactly-once output
+///
+/// In a job with checkpointing ([`Config::checkpoint_dir`](sluice_engine::Config::checkpoint_dir))
+/// each worker writes to a hidden in-progress file `.part-{worker}-{run}-{seq}.jsonl.inprogress`.
+/// On a checkpoint barrier the file is flushed, fsynced and renamed to `….pending` (pre-commit);
+/// when the checkpoint is complete it is renamed to `part-{worker}-{run}-{seq}.jsonl` (commit).
+/// On restore, pending files the restored checkpoint covers are committed and every other
+/// in-progress or pending file is deleted, so the visible `part-*.jsonl` files hold every output
+/// record exactly once. `{run}` is unique per job run, so files of a restored run never collide
+/// with committed files of an earlier one. Readers should ignore names starting with `.`.
 ///
 /// The directory is created if it is missing. Each worker creates (or truncates) its own part
 /// file, so workers never contend for a file; part files of an earlier run with more workers are
@@ -83,7 +96,129 @@ fn at_path(e: io::Error, what: &str, path: &Path) -> io::Error {
 
 impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
+        if cx.checkpointing {
+            fs::create_dir_all(&self.dir)
+                .map_err(|e| at_path(e, "cannot create output directory", &self.dir))?;
+            return Ok(Box::new(TxnWriter {
+                dir: self.dir.clone(),
+                prefix: format!("part-{}-{}", cx.worker, run_token()),
+                seq: 0,
+                current: None,
+                line: Vec::new(),
+            }));
+        }
         Ok(Box::new(self.open_part(cx.worker)?))
+    }
+
+    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
+        let names = std::str::from_utf8(txn).map_err(|_| "a transaction is not UTF-8")?;
+        for name in names.lines() {
+            let pending = self.dir.join(format!(".{name}.pending"));
+            let committed = self.dir.join(name);
+            match fs::rename(&pending, &committed) {
+                Ok(()) => {}
+                // Committed before (a commit is repeated on restore).
+                Err(e) if e.kind() == io::ErrorKind::NotFound && committed.exists() => {}
+                Err(e) => return Err(at_path(e, "cannot commit", &pending).into()),
+            }
+        }
+        sync_dir(&self.dir).map_err(|e| at_path(e, "cannot sync", &self.dir))?;
+        Ok(())
+    }
+
+    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        for txn in txns {
+            self.commit(txn)?;
+        }
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(at_path(e, "cannot list", &self.dir).into()),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| at_path(e, "cannot list", &self.dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".part-")
+                && (name.ends_with(".inprogress") || name.ends_with(".pending"))
+            {
+                fs::remove_file(entry.path())
+                    .map_err(|e| at_path(e, "cannot remove", &entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unique per job run (process id and start time), so part files never collide across runs.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A writer under checkpointing: in-progress file, pending on pre-commit.
+struct TxnWriter {
+    dir: PathBuf,
+    /// `part-{worker}-{run}`.
+    prefix: String,
+    seq: u64,
+    /// The open in-progress file and its committed name.
+    current: Option<(BufWriter<File>, String)>,
+    line: Vec<u8>,
+}
+
+impl TxnWriter {
+    fn file(&mut self) -> Result<&mut BufWriter<File>, BoxError> {
+        if self.current.is_none() {
+            let name = format!("{}-{:06}.jsonl", self.prefix, self.seq);
+            self.seq += 1;
+            let path = self.dir.join(format!(".{name}.inprogress"));
+            let file = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
+            self.current = Some((BufWriter::with_capacity(WRITE_BUFFER, file), name));
+        }
+        Ok(&mut self.current.as_mut().expect("just opened").0)
+    }
+}
+
+impl<T: Serialize> SinkWriter<T> for TxnWriter {
+    fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut line = std::mem::take(&mut self.line);
+        let dir = self.dir.clone();
+        let out = self.file()?;
+        for record in batch.drain(..) {
+            line.clear();
+            serde_json::to_writer(&mut line, &record.value)
+                .map_err(|e| format!("cannot serialize a record for {}: {e}", dir.display()))?;
+            line.push(b'\n');
+            out.write_all(&line)
+                .map_err(|e| at_path(e, "cannot write in", &dir))?;
+        }
+        self.line = line;
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        let Some((out, name)) = self.current.take() else {
+            return Ok(None);
+        };
+        let inprogress = self.dir.join(format!(".{name}.inprogress"));
+        let file = out
+            .into_inner()
+            .map_err(|e| at_path(e.into_error(), "cannot write", &inprogress))?;
+        file.sync_all()
+            .map_err(|e| at_path(e, "cannot sync", &inprogress))?;
+        let pending = self.dir.join(format!(".{name}.pending"));
+        fs::rename(&inprogress, &pending).map_err(|e| at_path(e, "cannot rename", &inprogress))?;
+        Ok(Some(name.into_bytes()))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkpoint::{CheckpointSettings, RestoreFrom};
 use crate::error::JobError;
 use crate::time::{Clock, SystemClock};
 
@@ -27,6 +28,7 @@ pub struct Config {
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) idle_wait: Duration,
+    pub(crate) checkpoints: Option<CheckpointSettings>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             max_in_flight: None,
             clock: Arc::new(SystemClock),
             idle_wait: Duration::from_millis(1),
+            checkpoints: None,
         }
     }
 }
@@ -56,6 +59,55 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// Turns checkpointing on, writing checkpoints under `dir` (created if missing). Without
+    /// [`checkpoint_every`](Self::checkpoint_every) checkpoints are taken only on request
+    /// ([`JobHandle::savepoint`](crate::JobHandle::savepoint)) and when the job finishes, which
+    /// commits the output of exactly-once sinks.
+    pub fn checkpoint_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir = dir.into();
+        match &mut self.checkpoints {
+            Some(c) => c.dir = dir,
+            None => {
+                self.checkpoints = Some(CheckpointSettings {
+                    dir,
+                    interval: None,
+                    retain: 3,
+                    restore: None,
+                })
+            }
+        }
+        self
+    }
+
+    /// Takes a checkpoint every `interval` (requires [`checkpoint_dir`](Self::checkpoint_dir)).
+    pub fn checkpoint_every(mut self, interval: Duration) -> Self {
+        self.checkpoint_settings().interval = Some(interval);
+        self
+    }
+
+    /// How many complete checkpoints to keep (default 3, at least 1). Savepoints are never
+    /// deleted.
+    pub fn retain_checkpoints(mut self, count: usize) -> Self {
+        self.checkpoint_settings().retain = count.max(1);
+        self
+    }
+
+    /// Starts from a checkpoint instead of from scratch (requires
+    /// [`checkpoint_dir`](Self::checkpoint_dir)).
+    pub fn restore(mut self, from: RestoreFrom) -> Self {
+        self.checkpoint_settings().restore = Some(from);
+        self
+    }
+
+    fn checkpoint_settings(&mut self) -> &mut CheckpointSettings {
+        self.checkpoints.get_or_insert_with(|| CheckpointSettings {
+            dir: std::path::PathBuf::new(),
+            interval: None,
+            retain: 3,
+            restore: None,
+        })
+    }
+
     /// Number of worker threads (default 1). Each runs one instance of every operator.
     pub fn parallelism(mut self, workers: usize) -> Self {
         self.parallelism = workers;
@@ -166,6 +218,16 @@ impl Config {
         }
         if self.get_max_in_flight() == 0 {
             return bad("max_in_flight must be at least 1".into());
+        }
+        if let Some(c) = &self.checkpoints {
+            if c.dir.as_os_str().is_empty() {
+                return bad(
+                    "checkpoint_every, retain_checkpoints and restore need checkpoint_dir".into(),
+                );
+            }
+            if c.interval.is_some_and(|d| d.is_zero()) {
+                return bad("checkpoint_every must be longer than zero".into());
+            }
         }
         Ok(())
     }

@@ -46,6 +46,10 @@ pub enum JobError {
     /// A worker thread could not be started.
     #[error("could not start worker thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// Checkpointing failed: a checkpoint could not be written or committed, or the state to
+    /// restore from could not be read or does not fit this job.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 impl JobError {

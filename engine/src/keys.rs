@@ -7,9 +7,15 @@
 
 use std::hash::{BuildHasher, Hash};
 
-/// What a key must be: hashable, comparable, cloneable and sendable.
-pub trait Key: Hash + Eq + Clone + Send + 'static {}
-impl<T: Hash + Eq + Clone + Send + 'static> Key for T {}
+/// What a key must be: hashable, comparable, cloneable, sendable, and serializable (keys are
+/// written to checkpoints with the state they own).
+pub trait Key: Hash + Eq + Clone + Send + StateData {}
+impl<T: Hash + Eq + Clone + Send + StateData> Key for T {}
+
+/// What keyed state values, window accumulators and buffered elements must be: serializable
+/// with serde, so that checkpoints can write them and a restore can read them back.
+pub trait StateData: serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> StateData for T {}
 
 /// The hasher used for routing and for all keyed state maps: fast and seeded identically in
 /// every process so that routing (and map iteration order) is reproducible.

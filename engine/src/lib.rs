@@ -12,7 +12,7 @@
 //! use sluice_engine::prelude::*;
 //! use sluice_connectors::{CollectSink, VecSource};
 //!
-//! #[derive(Clone)]
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct Ride { zone: u32, fare: i64, ts: i64 }
 //!
 //! let rides = vec![
@@ -63,6 +63,7 @@
 //! | [`keys`] | key groups and routing |
 //! | [`metrics`], [`error`] | what a job reports |
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -80,9 +81,10 @@ pub mod time;
 pub mod watermark;
 pub mod window;
 
+pub use checkpoint::{RestoreFrom, RestoreInfo};
 pub use config::Config;
 pub use error::{BoxError, JobError, OperatorName};
-pub use metrics::{ExchangeMetrics, JobMetrics, OperatorMetrics};
+pub use metrics::{CheckpointMetrics, ExchangeMetrics, JobMetrics, OperatorMetrics};
 pub use process::{
     Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
 };

@@ -157,6 +157,24 @@ pub struct JobMetrics {
     pub exchanges: Vec<ExchangeMetrics>,
     /// Time from start until the snapshot (or the end of the job).
     pub elapsed: Duration,
+    /// Checkpoints taken so far (all zero when checkpointing is off).
+    pub checkpoints: CheckpointMetrics,
+}
+
+/// Checkpoint counters of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointMetrics {
+    /// Checkpoints (and savepoints) completed: written and committed.
+    pub completed: u64,
+    /// Id of the newest completed one.
+    pub last_id: u64,
+    /// Size of its state, in bytes.
+    pub last_bytes: u64,
+    /// Time from trigger to completion of the newest one.
+    pub last_duration: Duration,
+    /// The checkpoint the job restored from, if any.
+    pub restored_id: Option<u64>,
 }
 
 impl JobMetrics {

@@ -36,4 +36,6 @@ pub(crate) enum Message<T> {
     Idle,
     /// The sender will send nothing more. Implies a final watermark of `Timestamp::MAX`.
     End,
+    /// Checkpoint barrier: everything the sender sent before it belongs to checkpoint `n`.
+    Barrier(u64),
 }

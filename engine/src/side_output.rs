@@ -73,6 +73,7 @@ pub(crate) trait SideChannel {
     fn watermark(&mut self, wm: Timestamp) -> OpResult;
     fn tick(&mut self, now: Timestamp) -> OpResult;
     fn end(&mut self) -> OpResult;
+    fn barrier(&mut self, n: u64) -> OpResult;
 }
 
 pub(crate) struct TypedSide<X> {
@@ -103,6 +104,9 @@ impl<X: 'static> SideChannel for TypedSide<X> {
     }
     fn end(&mut self) -> OpResult {
         self.down.end()
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.down.barrier(n)
     }
 }
 
@@ -172,5 +176,11 @@ impl SideOutputs {
     pub(crate) fn end(&mut self) -> OpResult {
         self.flush()?;
         self.slots.iter_mut().try_for_each(|s| s.end())
+    }
+
+    /// Flushes, then forwards barrier `n` on every side output.
+    pub(crate) fn barrier(&mut self, n: u64) -> OpResult {
+        self.flush()?;
+        self.slots.iter_mut().try_for_each(|s| s.barrier(n))
     }
 }

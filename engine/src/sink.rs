@@ -1,7 +1,20 @@
 //! The sink interface.
 //!
 //! A [`Sink`] is shared by all workers; each worker opens one [`SinkWriter`] and hands it the
-//! batches that reach it. Exactly-once (two-phase commit) sinks extend this with checkpoint hooks.
+//! batches that reach it.
+//!
+//! Exactly-once output is a two-phase commit tied to checkpoints. On each checkpoint barrier the
+//! runtime calls [`SinkWriter::pre_commit`]: the writer makes what it wrote since the previous
+//! barrier durable but not yet visible, and returns a *transaction* (bytes describing how to make
+//! it visible). The transaction is stored in the checkpoint; once the checkpoint is complete,
+//! the coordinator calls [`Sink::commit`] with it. On restore, [`Sink::recover`] commits the
+//! restored checkpoint's transactions again and discards anything else left pending, so the
+//! visible output holds each record exactly once. At end of input the writer pre-commits a last
+//! time; that transaction is committed by the job's final checkpoint (or, with checkpointing
+//! off, right away).
+//!
+//! A sink that does not override these hooks is at-least-once under checkpointing: after a
+//! restore it sees again what followed the restored checkpoint.
 
 use crate::error::BoxError;
 use crate::record::Record;
@@ -15,6 +28,8 @@ pub struct SinkContext {
     pub worker: usize,
     /// Number of workers.
     pub parallelism: usize,
+    /// Whether the job takes checkpoints (so transactions are committed by checkpoints).
+    pub checkpointing: bool,
 }
 
 impl SinkContext {
@@ -23,6 +38,7 @@ impl SinkContext {
         Self {
             worker,
             parallelism,
+            checkpointing: false,
         }
     }
 }
@@ -35,6 +51,28 @@ pub trait Sink<T>: Send + Sync + 'static {
     ///
     /// Whatever prevents opening the destination; the job fails naming the sink.
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError>;
+
+    /// Makes a pre-committed transaction visible (see the [module docs](self)). Called on the
+    /// checkpoint coordinator's thread once the checkpoint holding `txn` is complete, and again
+    /// on restore: it must be idempotent. Default: nothing to commit.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job; the transaction is committed again on restore.
+    fn commit(&self, _txn: &[u8]) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once before a job with checkpointing starts, before any writer opens: commit
+    /// `txns` (the transactions of the checkpoint being restored; none on a fresh start) and
+    /// discard everything else left pending by an earlier run. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job before it starts.
+    fn recover(&self, _txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Writes the batches that reach one worker's instance of a sink.
@@ -62,6 +100,18 @@ pub trait SinkWriter<T> {
     /// An error fails the job, naming the sink.
     fn finish(&mut self) -> Result<(), BoxError> {
         Ok(())
+    }
+
+    /// A checkpoint barrier (`checkpoint` is its id; `u64::MAX` after
+    /// [`finish`](Self::finish)): make everything written since the last call durable but not
+    /// visible, and return the transaction that [`Sink::commit`] makes visible, or `None` if
+    /// there is nothing to commit. Default: `None`.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job, naming the sink.
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
     }
 }
 

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use hashbrown::hash_map::RawEntryMut;
 
-use crate::keys::{fast_map, FastMap, Key};
+use crate::checkpoint::by_group;
+use crate::checkpoint::store::{decode, encode};
+use crate::keys::{fast_map, FastMap, Key, StateData};
 use crate::time::{duration_ms, Timestamp};
 
 /// Handle to a per-key single value of type `V`.
@@ -58,6 +60,18 @@ pub(crate) trait StateTable<K>: Any {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The watermark reached `wm`: drop what expired. Default: nothing expires.
     fn expire(&mut self, _wm: Timestamp) {}
+    /// The table's entries, serialized per key group (`out[g]`; empty: no entries).
+    fn snapshot(&self, max_parallelism: usize) -> Vec<Vec<u8>>;
+    /// Adds the entries of one key group, as [`snapshot`](Self::snapshot) wrote them.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), bincode::Error>;
+}
+
+/// Serializes grouped entries: one blob per non-empty group.
+fn encode_groups<T: serde::Serialize>(groups: Vec<Vec<T>>) -> Vec<Vec<u8>> {
+    groups
+        .into_iter()
+        .map(|g| if g.is_empty() { Vec::new() } else { encode(&g) })
+        .collect()
 }
 
 /// Where a keyed operator declares its state. Handed to the operator's constructor, once per
@@ -84,7 +98,7 @@ impl<K: Key> StateRegistry<K> {
     ///
     /// If `name` is already declared in this operator (the job then fails with an error naming
     /// the operator).
-    pub fn value<V: 'static>(&mut self, name: &str) -> ValueState<V> {
+    pub fn value<V: StateData>(&mut self, name: &str) -> ValueState<V> {
         self.value_table(name, None)
     }
 
@@ -100,11 +114,11 @@ impl<K: Key> StateRegistry<K> {
     /// # Panics
     ///
     /// If `name` is already declared in this operator.
-    pub fn value_with_ttl<V: 'static>(&mut self, name: &str, ttl: Duration) -> ValueState<V> {
+    pub fn value_with_ttl<V: StateData>(&mut self, name: &str, ttl: Duration) -> ValueState<V> {
         self.value_table(name, Some(duration_ms(ttl).max(1)))
     }
 
-    fn value_table<V: 'static>(&mut self, name: &str, ttl: Option<i64>) -> ValueState<V> {
+    fn value_table<V: StateData>(&mut self, name: &str, ttl: Option<i64>) -> ValueState<V> {
         self.check_name(name);
         self.tables.push(Box::new(ValueTable::<K, V> {
             name: name.to_string(),
@@ -129,7 +143,7 @@ impl<K: Key> StateRegistry<K> {
     /// # Panics
     ///
     /// If `name` is already declared in this operator.
-    pub fn map<UK: Key, UV: 'static>(&mut self, name: &str) -> MapState<UK, UV> {
+    pub fn map<UK: Key, UV: StateData>(&mut self, name: &str) -> MapState<UK, UV> {
         self.check_name(name);
         self.tables.push(Box::new(MapTable::<K, UK, UV> {
             name: name.to_string(),
@@ -146,7 +160,7 @@ impl<K: Key> StateRegistry<K> {
     /// # Panics
     ///
     /// If `name` is already declared in this operator.
-    pub fn list<V: 'static>(&mut self, name: &str) -> ListState<V> {
+    pub fn list<V: StateData>(&mut self, name: &str) -> ListState<V> {
         self.check_name(name);
         self.tables.push(Box::new(ListTable::<K, V> {
             name: name.to_string(),
@@ -212,6 +226,35 @@ impl<K: Key> StateStore<K> {
     #[inline]
     pub(crate) fn list<V: 'static>(&mut self, h: ListState<V>) -> &mut ListTable<K, V> {
         self.table(h.id)
+    }
+
+    /// Every table's entries, per key group: `out[g]` lists `(table name, entries)` for the
+    /// tables with entries in group `g`.
+    pub(crate) fn snapshot(&self, max_parallelism: usize) -> Vec<Vec<(String, Vec<u8>)>> {
+        let mut out: Vec<Vec<(String, Vec<u8>)>> =
+            (0..max_parallelism).map(|_| Vec::new()).collect();
+        for t in &self.tables {
+            for (g, bytes) in t.snapshot(max_parallelism).into_iter().enumerate() {
+                if !bytes.is_empty() {
+                    out[g].push((t.name().to_string(), bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds one key group's entries of the table called `name`.
+    pub(crate) fn restore(&mut self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let table = self
+            .tables
+            .iter_mut()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                format!("the checkpoint has keyed state `{name}`, which this operator no longer declares")
+            })?;
+        table
+            .restore(bytes)
+            .map_err(|e| format!("cannot decode keyed state `{name}` from the checkpoint: {e}"))
     }
 
     /// Total number of keys with state, over all tables.
@@ -503,16 +546,84 @@ impl<K: Key, V> ListTable<K, V> {
     }
 }
 
-macro_rules! state_table {
-    ($t:ident<$($p:ident),*>) => {
-        impl<K: Key, $($p: 'static),*> StateTable<K> for $t<K, $($p),*> {
-            fn name(&self) -> &str { &self.name }
-            fn keys(&self) -> usize { self.map.len() }
-            fn as_any_mut(&mut self) -> &mut dyn Any { self }
+impl<K: Key, UK: Key, UV: StateData> StateTable<K> for MapTable<K, UK, UV> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn keys(&self) -> usize {
+        self.map.len()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn snapshot(&self, max_parallelism: usize) -> Vec<Vec<u8>> {
+        let entries = self
+            .map
+            .iter()
+            .map(|(k, m)| (k, m.iter().collect::<Vec<(&UK, &UV)>>()));
+        encode_groups(by_group(max_parallelism, entries))
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), bincode::Error> {
+        let entries: Vec<(K, Vec<(UK, UV)>)> = decode(bytes)?;
+        for (k, m) in entries {
+            self.map.entry(k).or_insert_with(fast_map).extend(m);
         }
-    };
+        Ok(())
+    }
 }
-impl<K: Key, V: 'static> StateTable<K> for ValueTable<K, V> {
+
+impl<K: Key, V: StateData> StateTable<K> for ListTable<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn keys(&self) -> usize {
+        self.map.len()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn snapshot(&self, max_parallelism: usize) -> Vec<Vec<u8>> {
+        encode_groups(by_group(max_parallelism, self.map.iter()))
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), bincode::Error> {
+        let entries: Vec<(K, Vec<V>)> = decode(bytes)?;
+        for (k, l) in entries {
+            self.map.entry(k).or_default().extend(l);
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
+    fn snapshot(&self, max_parallelism: usize) -> Vec<Vec<u8>> {
+        match &self.values {
+            Values::Plain(map) => encode_groups(by_group(max_parallelism, map.iter())),
+            Values::Expiring(map) => {
+                let wm = self.watermark;
+                let live = map
+                    .iter()
+                    .filter(|(_, s)| s.expires > wm)
+                    .map(|(k, s)| (k, (&s.value, s.expires)));
+                encode_groups(by_group(max_parallelism, live))
+            }
+        }
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), bincode::Error> {
+        match &mut self.values {
+            Values::Plain(map) => {
+                let entries: Vec<(K, V)> = decode(bytes)?;
+                map.extend(entries);
+            }
+            Values::Expiring(map) => {
+                let entries: Vec<(K, (V, Timestamp))> = decode(bytes)?;
+                for (k, (value, expires)) in entries {
+                    Self::queue(&mut self.expiry, self.bucket, &k, expires);
+                    map.insert(k, Slot { value, expires });
+                }
+            }
+        }
+        Ok(())
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -546,8 +657,6 @@ impl<K: Key, V: 'static> StateTable<K> for ValueTable<K, V> {
         }
     }
 }
-state_table!(MapTable<UK, UV>);
-state_table!(ListTable<V>);
 
 #[cfg(test)]
 mod tests {
@@ -570,23 +679,23 @@ mod tests {
     #[test]
     fn ttl_values_expire_by_event_time_and_are_swept() {
         let mut reg = StateRegistry::<u32>::new();
-        let h = reg.value_with_ttl::<&'static str>("seen", Duration::from_millis(100));
+        let h = reg.value_with_ttl::<char>("seen", Duration::from_millis(100));
         let mut store = StateStore::new(reg);
         for k in 0..1_000u32 {
-            store.value(h, i64::from(k), 0).set(&k, "x");
+            store.value(h, i64::from(k), 0).set(&k, 'x');
         }
         // Not expired yet: key 999 was written at 999 and lives until 1099.
         store.expire(1_000);
-        assert_eq!(store.value(h, 0, 1_000).get(&999), Some(&"x"));
+        assert_eq!(store.value(h, 0, 1_000).get(&999), Some(&'x'));
         assert_eq!(
             store.value(h, 0, 1_000).get(&0),
             None,
             "expired values are invisible"
         );
         // A write renews the expiry.
-        store.value(h, 1_050, 1_000).set(&999, "y");
+        store.value(h, 1_050, 1_000).set(&999, 'y');
         store.expire(1_100);
-        assert_eq!(store.value(h, 0, 1_100).get(&999), Some(&"y"));
+        assert_eq!(store.value(h, 0, 1_100).get(&999), Some(&'y'));
         store.expire(1_200);
         assert_eq!(store.keys(), 0, "everything is swept once expired");
     }
@@ -604,10 +713,10 @@ mod tests {
     #[test]
     fn map_state_drops_empty_keys() {
         let mut reg = StateRegistry::<u8>::new();
-        let h = reg.map::<u32, &'static str>("m");
+        let h = reg.map::<u32, char>("m");
         let mut store = StateStore::new(reg);
-        store.map(h).insert(&1, 10, "x");
-        store.map(h).insert(&1, 11, "y");
+        store.map(h).insert(&1, 10, 'x');
+        store.map(h).insert(&1, 11, 'y');
         assert_eq!(store.map(h).len_of(&1), 2);
         store.map(h).remove(&1, &10);
         store.map(h).remove(&1, &11);

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::error::JobError;
-use crate::keys::Key;
+use crate::keys::{Key, StateData};
 use crate::metrics::JobMetrics;
 use crate::operators::key_by::KeyByFactory;
 use crate::operators::process::ProcessFactory;
@@ -464,7 +464,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// A running reduce per key: for every record, emits `(key, reduced value so far)`.
-    pub fn reduce(self, f: impl Fn(&T, T) -> T + Send + Sync + 'static) -> Stream<(K, T)> {
+    pub fn reduce(self, f: impl Fn(&T, T) -> T + Send + Sync + 'static) -> Stream<(K, T)>
+    where
+        T: StateData,
+    {
         let f = Arc::new(f);
         self.process(move |reg| RunningReduce {
             acc: reg.value("reduce"),
@@ -531,7 +534,10 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     pub fn reduce(
         self,
         f: impl Fn(&T, T) -> T + Send + Sync + 'static,
-    ) -> Stream<WindowResult<K, T>> {
+    ) -> Stream<WindowResult<K, T>>
+    where
+        T: StateData,
+    {
         self.aggregate(ReduceAgg(f, PhantomData))
             .name("window_reduce")
     }
@@ -542,7 +548,10 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     pub fn process<O: Data>(
         self,
         f: impl Fn(&K, Window, &[T]) -> O + Send + Sync + 'static,
-    ) -> Stream<WindowResult<K, O>> {
+    ) -> Stream<WindowResult<K, O>>
+    where
+        T: StateData,
+    {
         self.build("window_process", ProcessWindowFn(f, PhantomData))
     }
 
@@ -583,8 +592,8 @@ struct RunningReduce<T, F> {
     f: Arc<F>,
 }
 
-impl<K: Key, T: Data, F: Fn(&T, T) -> T + Send + Sync + 'static> KeyedProcessFunction<K, T>
-    for RunningReduce<T, F>
+impl<K: Key, T: Data + StateData, F: Fn(&T, T) -> T + Send + Sync + 'static>
+    KeyedProcessFunction<K, T> for RunningReduce<T, F>
 {
     type Out = (K, T);
 

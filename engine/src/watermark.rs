@@ -167,6 +167,16 @@ impl WatermarkGen {
         self.idle = false;
     }
 
+    /// The largest timestamp observed.
+    pub(crate) fn max_timestamp(&self) -> Timestamp {
+        self.max_ts
+    }
+
+    /// Continues from a checkpoint in which the largest timestamp observed was `max_ts`.
+    pub(crate) fn restore(&mut self, max_ts: Timestamp) {
+        self.max_ts = self.max_ts.max(max_ts);
+    }
+
     /// The current watermark.
     #[inline]
     pub(crate) fn watermark(&self) -> Timestamp {

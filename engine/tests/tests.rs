@@ -16,6 +16,7 @@
 
 mod it {
     mod backpressure;
+    mod checkpoints;
     mod failures;
     mod live;
     mod properties;

@@ -75,7 +75,10 @@ pub struct Point {
 }
 
 /// What is specific to each event type.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The serde derives are for checkpoints of keyed state (which buffer events); the wire format
+/// is [`RideEvent::write_json`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// `RIDER_REQUEST`
     RiderRequest {
@@ -149,7 +152,11 @@ pub enum Payload {
 }
 
 /// A valid event.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The serde derives are for checkpoints of keyed state (operators buffer events until the
+/// watermark passes them): they are *not* the wire format, which [`RideEvent::write_json`] /
+/// [`RideEvent::to_json`] write and [`parse_event`] reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RideEvent {
     /// The deduplication key.
     pub event_id: Arc<str>,

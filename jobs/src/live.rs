@@ -63,7 +63,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 use sluice_engine::BoxError;
@@ -95,7 +95,7 @@ impl Default for LiveConfig {
 }
 
 /// What a driver is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DriverStatus {
     /// Online and free.
@@ -360,7 +360,7 @@ struct ZoneDelta {
 }
 
 /// A driver's current state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Current {
     status: DriverStatus,
     location: Option<Point>,
@@ -427,7 +427,7 @@ impl Current {
 }
 
 /// Everything `live.drivers` keeps for one driver.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct DriverSlot {
     /// Events the watermark has not passed yet, unsorted.
     pending: Vec<RideEvent>,
@@ -570,7 +570,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
 // ---------------------------------------------------------------------------------------------
 
 /// Everything `live.zones` keeps for one zone.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct ZoneSlot {
     active: i64,
     /// Net deltas per interval timer not yet reached.

@@ -39,7 +39,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_engine::prelude::*;
 use sluice_engine::window::WindowResult;
 
@@ -148,7 +148,7 @@ pub fn driver_shifts(events: Stream<RideEvent>, config: &ShiftConfig) -> ShiftOu
 }
 
 /// The accumulator of one shift: exact integer sums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct ShiftAcc {
     first: i64,
     last: i64,

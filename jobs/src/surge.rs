@@ -244,7 +244,7 @@ impl Aggregate<Signal> for DemandSupply {
 }
 
 /// A driver's last change of trip state: on a trip or not, as of which event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TripState {
     on_trip: bool,
     at: (i64, Arc<str>),

@@ -59,7 +59,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_engine::keys::Key;
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
@@ -97,7 +97,7 @@ impl Default for TripConfig {
 }
 
 /// How a trip ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TripStatus {
     /// A `TRIP_COMPLETED` arrived.
@@ -335,7 +335,7 @@ fn rearm<K: Key, O>(
 // ---------------------------------------------------------------------------------------------
 
 /// A started trip, until it ends or times out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenTrip {
     driver_id: Arc<str>,
     rider_id: Arc<str>,
@@ -345,7 +345,7 @@ struct OpenTrip {
 }
 
 /// Everything `trips.lifecycle` keeps for one trip.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct TripSlot {
     /// Events the watermark has not passed yet, unsorted.
     pending: Vec<RideEvent>,
@@ -615,7 +615,7 @@ const RANK_END: u8 = 2;
 
 /// What `trips.locations` sees of a driver: trip starts and summaries from `trips.lifecycle`,
 /// and location updates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DriverItem {
     driver: Option<Arc<str>>,
     ts: Timestamp,
@@ -625,11 +625,55 @@ struct DriverItem {
     kind: DriverKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum DriverKind {
-    Start { trip_id: Arc<str> },
+    Start {
+        trip_id: Arc<str>,
+    },
     Location,
-    End(Box<TripSummary>),
+    /// Checkpointed as [`SummaryState`]: raw milliseconds, not the JSON output's strings.
+    End(#[serde(with = "boxed_summary")] Box<TripSummary>),
+}
+
+/// How a [`TripSummary`] buffered in keyed state is checkpointed: its fields as they are (times
+/// as `i64` milliseconds), unlike its [`Serialize`] impl, which writes the JSON output (RFC 3339
+/// strings). A field added to [`TripSummary`] but not here fails to compile.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "TripSummary")]
+struct SummaryState {
+    trip_id: String,
+    status: TripStatus,
+    driver_id: Option<String>,
+    rider_id: Option<String>,
+    start_time: Option<i64>,
+    start_location: Option<Point>,
+    end_time: Option<i64>,
+    end_location: Option<Point>,
+    fare: Option<f64>,
+    estimated_fare: Option<f64>,
+    duration_s: Option<f64>,
+    location_updates: u64,
+    rating: Option<f64>,
+    cancel_reason: Option<String>,
+    is_suspicious: bool,
+    surge_applied: bool,
+}
+
+/// `#[serde(with = "boxed_summary")]`: a `Box<TripSummary>` as [`SummaryState`].
+mod boxed_summary {
+    use serde::{Deserializer, Serializer};
+
+    use super::{SummaryState, TripSummary};
+
+    pub(super) fn serialize<S: Serializer>(s: &TripSummary, ser: S) -> Result<S::Ok, S::Error> {
+        SummaryState::serialize(s, ser)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Box<TripSummary>, D::Error> {
+        SummaryState::deserialize(d).map(Box::new)
+    }
 }
 
 impl DriverItem {
@@ -645,7 +689,7 @@ impl DriverItem {
 }
 
 /// Everything `trips.locations` keeps for one driver.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct DriverSlot {
     /// Items the watermark has not passed yet, unsorted.
     pending: Vec<DriverItem>,
@@ -726,5 +770,58 @@ impl KeyedProcessFunction<Option<Arc<str>>, DriverItem> for TripLocations {
         if !slot.pending.is_empty() || !slot.open.is_empty() {
             ctx.value(self.slot).set(key, slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> TripSummary {
+        TripSummary {
+            trip_id: "t".into(),
+            status: TripStatus::Completed,
+            driver_id: Some("d".into()),
+            rider_id: None,
+            start_time: Some(1_795_680_000_123),
+            start_location: Some(Point {
+                lat: 1.5,
+                lon: -2.5,
+            }),
+            end_time: Some(-62_167_219_200_001),
+            end_location: None,
+            fare: Some(12.34),
+            estimated_fare: None,
+            duration_s: Some(600.0),
+            location_updates: 3,
+            rating: Some(5.0),
+            cancel_reason: Some("x".into()),
+            is_suspicious: false,
+            surge_applied: true,
+        }
+    }
+
+    #[test]
+    fn buffered_summaries_checkpoint_as_raw_fields() {
+        let item = DriverItem {
+            driver: Some("d".into()),
+            ts: 7,
+            rank: RANK_END,
+            event_id: "".into(),
+            kind: DriverKind::End(Box::new(summary())),
+        };
+        let json = serde_json::to_string(&item).unwrap();
+        assert!(json.contains("\"start_time\":1795680000123"), "{json}");
+        let back: DriverItem = serde_json::from_str(&json).unwrap();
+        match back.kind {
+            DriverKind::End(s) => assert_eq!(*s, summary()),
+            other => panic!("{other:?}"),
+        }
+        // The output format is untouched: times as RFC 3339 strings.
+        let out = serde_json::to_string(&summary()).unwrap();
+        assert!(
+            out.contains("\"start_time\":\"2026-11-26T08:00:00.123Z\""),
+            "{out}"
+        );
     }
 }

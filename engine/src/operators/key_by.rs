@@ -109,15 +109,14 @@ where
             id: cx.op,
         }));
         cx.outboxes.push(outbox.clone());
-        cx.drivers.push(Box::new(ExchangeReceiver {
+        cx.drivers.push(Box::new(ExchangeReceiver::new(
             rx,
-            tracker: WatermarkTracker::new(p),
+            p,
             down,
-            stats: shared.stats.clone(),
-            id: cx.op,
-            me: cx.worker,
-            done: false,
-        }));
+            shared.stats.clone(),
+            cx.op,
+            cx.worker,
+        )));
         let op: BoxPush<T> = Box::new(ExchangeSender {
             key_fn: self.key_fn.clone(),
             router: Router::new(cx.config().max_parallelism, p),
@@ -162,6 +161,9 @@ impl<K, T, F: Fn(&T) -> K> Push<T> for LocalKeyBy<K, T, F> {
     }
     fn end(&mut self) -> OpResult {
         self.down.end()
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.down.barrier(n)
     }
 }
 
@@ -212,6 +214,9 @@ impl<K: Key, T, F: Fn(&T) -> K> Push<T> for ExchangeSender<K, T, F> {
     }
     fn end(&mut self) -> OpResult {
         self.broadcast(|| Message::End)
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.broadcast(|| Message::Barrier(n))
     }
 }
 
@@ -322,7 +327,10 @@ impl<M> Outbox for ExchangeOutbox<M> {
     }
 }
 
-/// The receiving side on one worker: merges what every worker sent to it.
+/// The receiving side on one worker: merges what every worker sent to it, and aligns
+/// checkpoint barriers: a sender that has delivered `Barrier(n)` is held back (its messages
+/// queue here, still counted as in flight, so sources feel the backpressure) until every sender
+/// that has not ended has delivered it too.
 struct ExchangeReceiver<M> {
     rx: Receiver<Envelope<M>>,
     tracker: WatermarkTracker,
@@ -331,15 +339,105 @@ struct ExchangeReceiver<M> {
     id: usize,
     me: usize,
     done: bool,
+    /// The barrier being aligned.
+    aligning: Option<u64>,
+    blocked: Vec<bool>,
+    ended: Vec<bool>,
+    held: VecDeque<(usize, Message<M>)>,
 }
 
 impl<M> ExchangeReceiver<M> {
+    fn new(
+        rx: Receiver<Envelope<M>>,
+        senders: usize,
+        down: BoxPush<M>,
+        stats: Arc<ExchangeStats>,
+        id: usize,
+        me: usize,
+    ) -> Self {
+        Self {
+            rx,
+            tracker: WatermarkTracker::new(senders),
+            down,
+            stats,
+            id,
+            me,
+            done: false,
+            aligning: None,
+            blocked: vec![false; senders],
+            ended: vec![false; senders],
+            held: VecDeque::new(),
+        }
+    }
+
     fn progress(&mut self, p: Option<Progress>) -> OpResult {
         match p {
             Some(Progress::Watermark(wm)) => self.down.watermark(wm),
             Some(Progress::Idle) => self.down.idle(),
             None => Ok(()),
         }
+    }
+
+    fn handle(&mut self, from: usize, msg: Message<M>) -> OpResult {
+        if self.blocked[from] {
+            self.held.push_back((from, msg));
+            return Ok(());
+        }
+        match msg {
+            Message::Data(mut batch) => {
+                self.stats.received(batch.len());
+                self.tracker.active(from);
+                self.down.push(&mut batch)?;
+            }
+            Message::Watermark(wm) => {
+                let p = self.tracker.watermark(from, wm);
+                self.progress(p)?;
+            }
+            Message::Idle => {
+                let p = self.tracker.idle(from);
+                self.progress(p)?;
+            }
+            Message::End => {
+                self.ended[from] = true;
+                let (all, p) = self.tracker.end_progress(from);
+                self.progress(p)?;
+                if all {
+                    self.down.end()?;
+                    self.done = true;
+                } else {
+                    self.check_aligned()?;
+                }
+            }
+            Message::Barrier(n) => {
+                debug_assert!(
+                    !matches!(self.aligning, Some(a) if a != n),
+                    "one barrier at a time"
+                );
+                self.aligning = Some(n);
+                self.blocked[from] = true;
+                self.check_aligned()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards the barrier being aligned once every live sender delivered it, then releases
+    /// what was held back, in order.
+    fn check_aligned(&mut self) -> OpResult {
+        let Some(n) = self.aligning else {
+            return Ok(());
+        };
+        if !(0..self.blocked.len()).all(|i| self.blocked[i] || self.ended[i]) {
+            return Ok(());
+        }
+        self.aligning = None;
+        self.blocked.fill(false);
+        self.down.barrier(n)?;
+        let held = std::mem::take(&mut self.held);
+        for (from, msg) in held {
+            self.handle(from, msg)?;
+        }
+        Ok(())
     }
 }
 
@@ -349,38 +447,14 @@ impl<M> Driver for ExchangeReceiver<M> {
             return Ok(DriverStatus::Done);
         }
         let mut received = 0;
-        while received < RECEIVE_BUDGET {
+        while received < RECEIVE_BUDGET && !self.done {
             let (from, msg) = match self.rx.try_recv() {
                 Ok(m) => m,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Err(OpFailure::aborted(self.id)),
             };
             received += 1;
-            let from = from as usize;
-            match msg {
-                Message::Data(mut batch) => {
-                    self.stats.received(batch.len());
-                    self.tracker.active(from);
-                    self.down.push(&mut batch)?;
-                }
-                Message::Watermark(wm) => {
-                    let p = self.tracker.watermark(from, wm);
-                    self.progress(p)?;
-                }
-                Message::Idle => {
-                    let p = self.tracker.idle(from);
-                    self.progress(p)?;
-                }
-                Message::End => {
-                    let (all, p) = self.tracker.end_progress(from);
-                    self.progress(p)?;
-                    if all {
-                        self.down.end()?;
-                        self.done = true;
-                        break;
-                    }
-                }
-            }
+            self.handle(from as usize, msg)?;
         }
         if received == 0 {
             return Ok(DriverStatus::Idle);

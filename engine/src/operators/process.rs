@@ -5,7 +5,10 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::error::{OpFailure, OpResult};
+use crate::checkpoint::coordinator::CheckpointPort;
+use crate::checkpoint::store::{decode, encode};
+use crate::checkpoint::{by_group, InstanceState, Restored};
+use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::Key;
 use crate::metrics::OpMetrics;
 use crate::process::{Context, KeyedProcessFunction, Parts, TimeDomain, Timer};
@@ -30,6 +33,10 @@ where
     C: Fn(&mut StateRegistry<K>) -> F + Send + Sync + 'static,
     F: KeyedProcessFunction<K, T>,
 {
+    fn checkpointed(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -42,17 +49,23 @@ where
         let metrics = cx.metrics();
         let sides = SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone());
         let clock = cx.config().clock.clone();
+        let mut parts = Parts {
+            state: StateStore::new(registry),
+            event_timers: TimerQueue::new(),
+            proc_timers: TimerQueue::new(),
+            out: Vec::new(),
+            sides,
+            watermark: Timestamp::MIN,
+            now: clock.now(),
+        };
+        if let Some(r) = cx.restored() {
+            restore(&mut parts, r).map_err(|e| OpFailure::error(cx.op, e))?;
+        }
         let op: BoxPush<(K, T)> = Box::new(ProcessOp {
             f,
-            parts: Parts {
-                state: StateStore::new(registry),
-                event_timers: TimerQueue::new(),
-                proc_timers: TimerQueue::new(),
-                out: Vec::new(),
-                sides,
-                watermark: Timestamp::MIN,
-                now: clock.now(),
-            },
+            parts,
+            port: cx.checkpoint_port(),
+            max_parallelism: cx.config().max_parallelism,
             down: join_outputs::<F::Out>(outputs.swap_remove(0)),
             clock,
             batch_size: cx.config().batch_size,
@@ -65,9 +78,69 @@ where
     }
 }
 
+/// One key group of a keyed process operator's checkpoint: `(table name, entries)` per state
+/// table, then the event-time and processing-time timers.
+type GroupSnapshot<K> = (
+    Vec<(String, Vec<u8>)>,
+    Vec<(K, Timestamp)>,
+    Vec<(K, Timestamp)>,
+);
+
+fn restore<K: Key, O>(parts: &mut Parts<K, O>, r: Restored<'_>) -> Result<(), BoxError> {
+    parts.watermark = restored_watermark(r)?;
+    for blob in r.groups() {
+        let (tables, event, proc): GroupSnapshot<K> = decode(blob)
+            .map_err(|e| format!("cannot decode keyed state from the checkpoint: {e}"))?;
+        for (name, bytes) in tables {
+            parts.state.restore(&name, &bytes)?;
+        }
+        for (k, t) in event {
+            parts.event_timers.register(&k, t);
+        }
+        for (k, t) in proc {
+            parts.proc_timers.register(&k, t);
+        }
+    }
+    Ok(())
+}
+
+/// A keyed operator's watermark after restore: the least advanced of its old instances' (they
+/// are equal unless some input was idle).
+pub(crate) fn restored_watermark(r: Restored<'_>) -> Result<Timestamp, BoxError> {
+    let mut wm = Timestamp::MAX;
+    let mut any = false;
+    for blob in r.operator_states() {
+        if blob.is_empty() {
+            continue;
+        }
+        let w: Timestamp =
+            decode(blob).map_err(|e| format!("cannot decode a checkpointed watermark: {e}"))?;
+        wm = wm.min(w);
+        any = true;
+    }
+    Ok(if any { wm } else { Timestamp::MIN })
+}
+
+/// Serializes keyed entries grouped by key group into an [`InstanceState`].
+pub(crate) fn keyed_instance_state(
+    watermark: Timestamp,
+    groups: impl Iterator<Item = (usize, Vec<u8>)>,
+) -> InstanceState {
+    InstanceState {
+        operator: encode(&watermark),
+        groups: groups
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(g, b)| (g as u32, b))
+            .collect(),
+        ..InstanceState::default()
+    }
+}
+
 struct ProcessOp<K, T, F: KeyedProcessFunction<K, T>> {
     f: F,
     parts: Parts<K, F::Out>,
+    port: Option<CheckpointPort>,
+    max_parallelism: usize,
     down: BoxPush<F::Out>,
     clock: Arc<dyn Clock>,
     batch_size: usize,
@@ -78,6 +151,26 @@ struct ProcessOp<K, T, F: KeyedProcessFunction<K, T>> {
 }
 
 impl<K: Key, T, F: KeyedProcessFunction<K, T>> ProcessOp<K, T, F> {
+    fn snapshot(&self) -> InstanceState {
+        let maxp = self.max_parallelism;
+        let tables = self.parts.state.snapshot(maxp);
+        let event = by_group(maxp, self.parts.event_timers.iter());
+        let proc = by_group(maxp, self.parts.proc_timers.iter());
+        let groups = tables
+            .into_iter()
+            .zip(event)
+            .zip(proc)
+            .enumerate()
+            .map(|(g, ((t, e), p))| {
+                if t.is_empty() && e.is_empty() && p.is_empty() {
+                    (g, Vec::new())
+                } else {
+                    (g, encode(&(t, e, p)))
+                }
+            });
+        keyed_instance_state(self.parts.watermark, groups)
+    }
+
     fn flush(&mut self) -> OpResult {
         self.metrics.set_state(
             self.worker,
@@ -188,6 +281,19 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
             self.parts.event_timers.len() + self.parts.proc_timers.len(),
         );
         self.parts.sides.end()?;
+        if let Some(port) = &self.port {
+            port.finished(self.snapshot());
+        }
         self.down.end()
+    }
+
+    fn barrier(&mut self, n: u64) -> OpResult {
+        enter(self.id);
+        self.flush()?;
+        if let Some(port) = &self.port {
+            port.ack(n, self.snapshot());
+        }
+        self.parts.sides.barrier(n)?;
+        self.down.barrier(n)
     }
 }

@@ -99,4 +99,9 @@ impl<T, F: ProcessFunction<T>> Push<T> for ProcessFnOp<T, F> {
         self.sides.end()?;
         self.down.end()
     }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        // The function's own fields are not state the runtime knows of: nothing to snapshot.
+        self.sides.barrier(n)?;
+        self.down.barrier(n)
+    }
 }

@@ -3,7 +3,15 @@
 //! watermark per split (see [`watermark`](crate::watermark)).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::coordinator::CheckpointPort;
+use crate::checkpoint::store::{decode, encode};
+use crate::checkpoint::{InstanceState, Restored};
+use crate::error::BoxError;
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{JobError, OpFailure, OpResult};
@@ -27,6 +35,10 @@ pub(crate) struct SourceFactory<T, S> {
 }
 
 impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
+    fn checkpointed(&self) -> bool {
+        true
+    }
+
     fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
         enter(cx.op);
         let splits = self
@@ -54,16 +66,26 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
         let clock = cx.config().clock.clone();
         let now = clock.now();
         let strategy = self.strategy.get().cloned();
+        let restored = match cx.restored() {
+            Some(r) => Some(restored_positions(r, splits).map_err(|e| OpFailure::error(cx.op, e))?),
+            None => None,
+        };
         let mut slots = Vec::new();
         for split in splits.iter().skip(cx.worker).step_by(p) {
+            let at = restored.as_ref().and_then(|r| r.get(&split.id));
             let reader = self
                 .source
-                .open(split, None)
+                .open(split, at.map(|a| a.position))
                 .map_err(|e| OpFailure::error(cx.op, e))?;
+            let mut gen = strategy.as_ref().map(|s| WatermarkGen::new(s, now));
+            if let (Some(g), Some(a)) = (&mut gen, at) {
+                g.restore(a.max_timestamp);
+            }
             slots.push(SplitSlot {
+                id: split.id.clone(),
                 reader,
                 finished: false,
-                gen: strategy.as_ref().map(|s| WatermarkGen::new(s, now)),
+                gen,
             });
         }
         let live = slots.len();
@@ -80,12 +102,56 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
             clock,
             emitted: Timestamp::MIN,
             idle_emitted: false,
+            port: cx.checkpoint_port(),
+            last_barrier: restored_barrier(cx),
         }));
         Ok(Vec::new())
     }
 }
 
+/// Where a split was when a checkpoint was taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SplitPosition {
+    id: String,
+    position: u64,
+    /// The largest event timestamp seen, so the restored watermark starts where it was.
+    max_timestamp: Timestamp,
+}
+
+/// The positions of every split in the checkpoint being restored, checked against the splits
+/// the source enumerates now.
+fn restored_positions(
+    r: Restored<'_>,
+    splits: &[Split],
+) -> Result<HashMap<String, SplitPosition>, BoxError> {
+    let mut map = HashMap::new();
+    for blob in r.operator_states() {
+        if blob.is_empty() {
+            continue;
+        }
+        let positions: Vec<SplitPosition> = decode(blob)
+            .map_err(|e| format!("cannot decode the source's checkpointed positions: {e}"))?;
+        for pos in positions {
+            map.insert(pos.id.clone(), pos);
+        }
+    }
+    if let Some(gone) = map.keys().find(|id| !splits.iter().any(|s| &s.id == *id)) {
+        return Err(format!(
+            "the source's splits changed since the checkpoint: split `{gone}` is gone \
+             (a generator's splits depend on the parallelism unless fixed with `.splits(n)`)"
+        )
+        .into());
+    }
+    Ok(map)
+}
+
+/// The checkpoint id a restored job continues after (barriers with smaller ids are stale).
+fn restored_barrier(cx: &BuildCx<'_>) -> u64 {
+    cx.job.checkpoint.as_ref().map_or(0, |c| c.start_id)
+}
+
 struct SplitSlot<T> {
+    id: String,
     reader: Box<dyn SplitReader<T>>,
     finished: bool,
     gen: Option<WatermarkGen>,
@@ -104,6 +170,9 @@ struct SourceDriver<T> {
     clock: Arc<dyn Clock>,
     emitted: Timestamp,
     idle_emitted: bool,
+    port: Option<CheckpointPort>,
+    /// The newest checkpoint this driver emitted a barrier for.
+    last_barrier: u64,
 }
 
 impl<T: 'static> SourceDriver<T> {
@@ -112,8 +181,45 @@ impl<T: 'static> SourceDriver<T> {
             s.finished = true;
         }
         self.live = 0;
+        if let Some(port) = &self.port {
+            port.finished(self.snapshot());
+        }
         self.down.end()?;
         Ok(DriverStatus::Done)
+    }
+
+    fn snapshot(&self) -> InstanceState {
+        let positions: Vec<SplitPosition> = self
+            .slots
+            .iter()
+            .map(|s| SplitPosition {
+                id: s.id.clone(),
+                position: s.reader.position(),
+                max_timestamp: s.gen.as_ref().map_or(Timestamp::MIN, |g| g.max_timestamp()),
+            })
+            .collect();
+        InstanceState {
+            operator: encode(&positions),
+            ..InstanceState::default()
+        }
+    }
+
+    /// Emits a barrier if the coordinator triggered a checkpoint since the last one: records
+    /// every split's position, reports it, and sends the barrier after the records read so far.
+    fn barrier(&mut self, shared: &JobShared) -> OpResult {
+        let Some(cp) = &shared.checkpoint else {
+            return Ok(());
+        };
+        let n = cp.trigger.load(Ordering::Acquire);
+        if n <= self.last_barrier {
+            return Ok(());
+        }
+        self.last_barrier = n;
+        enter(self.id);
+        if let Some(port) = &self.port {
+            port.ack(n, self.snapshot());
+        }
+        self.down.barrier(n)
     }
 
     /// Emits the minimum watermark over the live, non-idle splits if it advanced, or an idle
@@ -153,6 +259,7 @@ impl<T: 'static> Driver for SourceDriver<T> {
         if self.live == 0 || shared.stop.load(Ordering::Relaxed) {
             return self.finish();
         }
+        self.barrier(shared)?;
         let n = self.slots.len();
         for _ in 0..n {
             let i = self.next;
@@ -209,5 +316,12 @@ impl<T: 'static> Driver for SourceDriver<T> {
 
     fn is_source(&self) -> bool {
         true
+    }
+
+    fn poll_barrier(&mut self, shared: &JobShared) -> OpResult {
+        if self.live == 0 {
+            return Ok(());
+        }
+        self.barrier(shared)
     }
 }

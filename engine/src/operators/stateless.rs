@@ -155,4 +155,7 @@ impl<T, U, B: BatchFn<T, U>> Push<T> for StatelessOp<T, U, B> {
     fn end(&mut self) -> OpResult {
         self.down.end()
     }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.down.barrier(n)
+    }
 }

@@ -3,12 +3,13 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{OpFailure, OpResult};
 use crate::metrics::OpMetrics;
-use crate::record::Record;
+use crate::record::{Message, Record};
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
 use crate::runtime::watermarks::{Progress, WatermarkTracker};
@@ -30,6 +31,10 @@ impl<T: Clone + 'static> NodeFactory for UnionFactory<T> {
             tracker: WatermarkTracker::new(self.inputs),
             down: join_outputs::<T>(outputs.swap_remove(0)),
             metrics: cx.metrics(),
+            aligning: None,
+            blocked: vec![false; self.inputs],
+            ended: vec![false; self.inputs],
+            held: VecDeque::new(),
         }));
         Ok((0..self.inputs)
             .map(|index| {
@@ -43,10 +48,17 @@ impl<T: Clone + 'static> NodeFactory for UnionFactory<T> {
     }
 }
 
+/// The union's state on one worker, shared by its inputs. Aligns checkpoint barriers like the
+/// receiving end of an exchange: an input that delivered `Barrier(n)` is held back until every
+/// input that has not ended has delivered it.
 struct UnionCore<T> {
     tracker: WatermarkTracker,
     down: BoxPush<T>,
     metrics: Arc<OpMetrics>,
+    aligning: Option<u64>,
+    blocked: Vec<bool>,
+    ended: Vec<bool>,
+    held: VecDeque<(usize, Message<T>)>,
 }
 
 impl<T> UnionCore<T> {
@@ -56,6 +68,62 @@ impl<T> UnionCore<T> {
             Some(Progress::Idle) => self.down.idle(),
             None => Ok(()),
         }
+    }
+
+    fn handle(&mut self, index: usize, msg: Message<T>) -> OpResult {
+        if self.blocked[index] {
+            self.held.push_back((index, msg));
+            return Ok(());
+        }
+        match msg {
+            Message::Data(mut batch) => self.data(index, &mut batch),
+            Message::Watermark(wm) => {
+                let p = self.tracker.watermark(index, wm);
+                self.progress(p)
+            }
+            Message::Idle => {
+                let p = self.tracker.idle(index);
+                self.progress(p)
+            }
+            Message::End => {
+                self.ended[index] = true;
+                let (all, p) = self.tracker.end_progress(index);
+                self.progress(p)?;
+                if all {
+                    return self.down.end();
+                }
+                self.check_aligned()
+            }
+            Message::Barrier(n) => {
+                self.aligning = Some(n);
+                self.blocked[index] = true;
+                self.check_aligned()
+            }
+        }
+    }
+
+    fn data(&mut self, index: usize, batch: &mut Vec<Record<T>>) -> OpResult {
+        self.tracker.active(index);
+        self.metrics.add_in(batch.len());
+        self.metrics.add_out(batch.len());
+        self.down.push(batch)
+    }
+
+    fn check_aligned(&mut self) -> OpResult {
+        let Some(n) = self.aligning else {
+            return Ok(());
+        };
+        if !(0..self.blocked.len()).all(|i| self.blocked[i] || self.ended[i]) {
+            return Ok(());
+        }
+        self.aligning = None;
+        self.blocked.fill(false);
+        self.down.barrier(n)?;
+        let held = std::mem::take(&mut self.held);
+        for (index, msg) in held {
+            self.handle(index, msg)?;
+        }
+        Ok(())
     }
 }
 
@@ -67,31 +135,29 @@ struct UnionInput<T> {
 impl<T> Push<T> for UnionInput<T> {
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult {
         let mut core = self.core.borrow_mut();
-        core.tracker.active(self.index);
-        core.metrics.add_in(batch.len());
-        core.metrics.add_out(batch.len());
-        core.down.push(batch)
+        if core.blocked[self.index] {
+            let held = std::mem::take(batch);
+            return core.handle(self.index, Message::Data(held));
+        }
+        core.data(self.index, batch)
     }
     fn watermark(&mut self, wm: Timestamp) -> OpResult {
-        let mut core = self.core.borrow_mut();
-        let p = core.tracker.watermark(self.index, wm);
-        core.progress(p)
+        self.core
+            .borrow_mut()
+            .handle(self.index, Message::Watermark(wm))
     }
     fn idle(&mut self) -> OpResult {
-        let mut core = self.core.borrow_mut();
-        let p = core.tracker.idle(self.index);
-        core.progress(p)
+        self.core.borrow_mut().handle(self.index, Message::Idle)
     }
     fn tick(&mut self, now: Timestamp) -> OpResult {
         self.core.borrow_mut().down.tick(now)
     }
     fn end(&mut self) -> OpResult {
-        let mut core = self.core.borrow_mut();
-        let (all, p) = core.tracker.end_progress(self.index);
-        core.progress(p)?;
-        if all {
-            core.down.end()?;
-        }
-        Ok(())
+        self.core.borrow_mut().handle(self.index, Message::End)
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.core
+            .borrow_mut()
+            .handle(self.index, Message::Barrier(n))
     }
 }

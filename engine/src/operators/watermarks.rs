@@ -4,6 +4,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::checkpoint::coordinator::CheckpointPort;
+use crate::checkpoint::store::{decode, encode};
+use crate::checkpoint::InstanceState;
 use crate::error::{OpFailure, OpResult};
 use crate::metrics::OpMetrics;
 use crate::record::Record;
@@ -18,6 +21,10 @@ pub(crate) struct WatermarkFactory<T> {
 }
 
 impl<T: Clone + 'static> NodeFactory for WatermarkFactory<T> {
+    fn checkpointed(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -25,8 +32,27 @@ impl<T: Clone + 'static> NodeFactory for WatermarkFactory<T> {
         mut outputs: Vec<Vec<AnyPush>>,
     ) -> Result<Vec<AnyPush>, OpFailure> {
         let clock = cx.config().clock.clone();
+        let mut gen = WatermarkGen::new(&self.strategy, clock.now());
+        if let Some(r) = cx.restored() {
+            // At the same parallelism, continue this worker's own timestamps; after rescaling,
+            // the least advanced of the old instances' (a watermark may only be late, never early).
+            let mine = r.own_operator_state().into_iter();
+            let states: Vec<&[u8]> = if r.same_parallelism() {
+                mine.collect()
+            } else {
+                r.operator_states().collect()
+            };
+            let restored = states
+                .into_iter()
+                .filter_map(|b| decode::<Timestamp>(b).ok())
+                .min();
+            if let Some(max_ts) = restored {
+                gen.restore(max_ts);
+            }
+        }
         let op: BoxPush<T> = Box::new(WatermarkOp {
-            gen: WatermarkGen::new(&self.strategy, clock.now()),
+            port: cx.checkpoint_port(),
+            gen,
             assigner: self.strategy.assigner.clone(),
             clock,
             emitted: Timestamp::MIN,
@@ -43,6 +69,7 @@ struct WatermarkOp<T> {
     assigner: Arc<dyn TimestampAssigner<T>>,
     clock: Arc<dyn Clock>,
     emitted: Timestamp,
+    port: Option<CheckpointPort>,
     down: BoxPush<T>,
     id: usize,
     metrics: Arc<OpMetrics>,
@@ -79,6 +106,24 @@ impl<T: 'static> Push<T> for WatermarkOp<T> {
         self.down.tick(now)
     }
     fn end(&mut self) -> OpResult {
+        if let Some(port) = &self.port {
+            port.finished(self.snapshot());
+        }
         self.down.end()
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        if let Some(port) = &self.port {
+            port.ack(n, self.snapshot());
+        }
+        self.down.barrier(n)
+    }
+}
+
+impl<T> WatermarkOp<T> {
+    fn snapshot(&self) -> InstanceState {
+        InstanceState {
+            operator: encode(&self.gen.max_timestamp()),
+            ..InstanceState::default()
+        }
     }
 }

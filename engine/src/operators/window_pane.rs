@@ -9,7 +9,10 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::error::{OpFailure, OpResult};
+use crate::checkpoint::coordinator::CheckpointPort;
+use crate::checkpoint::store::{decode, encode};
+use crate::checkpoint::{by_group, InstanceState, Restored};
+use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::{fast_map, FastMap, Key};
 use crate::metrics::OpMetrics;
 use crate::record::Record;
@@ -37,6 +40,10 @@ where
     T: Clone + Send + 'static,
     W: WindowFn<K, T>,
 {
+    fn checkpointed(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -44,7 +51,7 @@ where
         mut outputs: Vec<Vec<AnyPush>>,
     ) -> Result<Vec<AnyPush>, OpFailure> {
         let metrics = cx.metrics();
-        let op: BoxPush<(K, T)> = Box::new(PaneWindowOp {
+        let mut op = Box::new(PaneWindowOp {
             f: self.f.clone(),
             size: self.size,
             slide: self.slide,
@@ -67,12 +74,21 @@ where
             id: cx.op,
             worker: cx.worker,
             metrics,
+            port: cx.checkpoint_port(),
+            max_parallelism: cx.config().max_parallelism,
         });
+        if let Some(r) = cx.restored() {
+            op.restore(r).map_err(|e| OpFailure::error(cx.op, e))?;
+        }
+        let op: BoxPush<(K, T)> = op;
         Ok(vec![erase(op)])
     }
 }
 
 type Pane<K, A> = (Timestamp, FastMap<K, A>);
+
+/// One pane's entries of one key group, as checkpointed: its start and `(key, accumulator)`s.
+type PaneEntries<K, A> = (Timestamp, Vec<(K, A)>);
 
 struct PaneWindowOp<K, T, W: WindowFn<K, T>> {
     f: Arc<W>,
@@ -102,9 +118,58 @@ struct PaneWindowOp<K, T, W: WindowFn<K, T>> {
     id: usize,
     worker: usize,
     metrics: Arc<OpMetrics>,
+    port: Option<CheckpointPort>,
+    max_parallelism: usize,
 }
 
 impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
+    /// Operator state `(watermark, fired_upto)`; per key group, `(pane start, entries)`.
+    fn snapshot(&self) -> InstanceState {
+        let maxp = self.max_parallelism;
+        let mut groups: Vec<Vec<PaneEntries<&K, &W::Acc>>> =
+            (0..maxp).map(|_| Vec::new()).collect();
+        for (start, map) in &self.panes {
+            for (g, entries) in by_group(maxp, map.iter()).into_iter().enumerate() {
+                if !entries.is_empty() {
+                    groups[g].push((*start, entries));
+                }
+            }
+        }
+        InstanceState {
+            operator: encode(&(self.wm, self.fired_upto)),
+            groups: groups
+                .into_iter()
+                .enumerate()
+                .filter(|(_, g)| !g.is_empty())
+                .map(|(g, panes)| (g as u32, encode(&panes)))
+                .collect(),
+            ..InstanceState::default()
+        }
+    }
+
+    fn restore(&mut self, r: Restored<'_>) -> Result<(), BoxError> {
+        let mut clocks: Option<(Timestamp, Timestamp)> = None;
+        for blob in r.operator_states().filter(|b| !b.is_empty()) {
+            let (wm, fired): (Timestamp, Timestamp) = decode(blob)
+                .map_err(|e| format!("cannot decode the window's checkpointed watermark: {e}"))?;
+            clocks = Some(clocks.map_or((wm, fired), |(w, f)| (w.min(wm), f.min(fired))));
+        }
+        if let Some((wm, fired)) = clocks {
+            self.wm = wm;
+            self.fired_upto = fired;
+        }
+        for blob in r.groups() {
+            let panes: Vec<PaneEntries<K, W::Acc>> = decode(blob)
+                .map_err(|e| format!("cannot decode window contents from the checkpoint: {e}"))?;
+            for (start, entries) in panes {
+                let idx = self.pane_index(start);
+                self.panes[idx].1.extend(entries);
+            }
+        }
+        self.cur_start = Timestamp::MIN;
+        Ok(())
+    }
+
     /// Index of the pane starting at `start`, creating it if needed.
     #[inline]
     fn pane_index(&mut self, start: Timestamp) -> usize {
@@ -377,6 +442,19 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> Push<(K, T)> for PaneWindowOp<K, T, 
             self.advance(Timestamp::MAX)?;
         }
         self.sides.end()?;
+        if let Some(port) = &self.port {
+            port.finished(self.snapshot());
+        }
         self.down.end()
+    }
+
+    fn barrier(&mut self, n: u64) -> OpResult {
+        enter(self.id);
+        self.flush()?;
+        if let Some(port) = &self.port {
+            port.ack(n, self.snapshot());
+        }
+        self.sides.barrier(n)?;
+        self.down.barrier(n)
     }
 }

@@ -11,9 +11,15 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::error::{OpFailure, OpResult};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::coordinator::CheckpointPort;
+use crate::checkpoint::store::{decode, encode};
+use crate::checkpoint::{by_group, InstanceState, Restored};
+use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::{fast_map, FastMap, Key};
 use crate::metrics::OpMetrics;
+use crate::operators::process::{keyed_instance_state, restored_watermark};
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
@@ -38,6 +44,10 @@ where
     T: Clone + Send + 'static,
     W: WindowFn<K, T>,
 {
+    fn checkpointed(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -45,7 +55,7 @@ where
         mut outputs: Vec<Vec<AnyPush>>,
     ) -> Result<Vec<AnyPush>, OpFailure> {
         let metrics = cx.metrics();
-        let op: BoxPush<(K, T)> = Box::new(SessionWindowOp {
+        let mut op = Box::new(SessionWindowOp {
             f: self.f.clone(),
             gap: self.gap,
             lateness: self.lateness,
@@ -60,11 +70,18 @@ where
             id: cx.op,
             worker: cx.worker,
             metrics,
+            port: cx.checkpoint_port(),
+            max_parallelism: cx.config().max_parallelism,
         });
+        if let Some(r) = cx.restored() {
+            op.restore(r).map_err(|e| OpFailure::error(cx.op, e))?;
+        }
+        let op: BoxPush<(K, T)> = op;
         Ok(vec![erase(op)])
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Session<A> {
     start: Timestamp,
     end: Timestamp,
@@ -76,6 +93,7 @@ struct Session<A> {
     emitted: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct KeySessions<A> {
     /// Disjoint, non-touching sessions, in no particular order (usually one).
     sessions: Vec<Session<A>>,
@@ -98,6 +116,8 @@ struct SessionWindowOp<K, T, W: WindowFn<K, T>> {
     id: usize,
     worker: usize,
     metrics: Arc<OpMetrics>,
+    port: Option<CheckpointPort>,
+    max_parallelism: usize,
 }
 
 /// When a session needs attention next: its close, or once fired, its cleanup.
@@ -111,6 +131,37 @@ fn due_time<A>(s: &Session<A>, lateness: i64) -> Timestamp {
 }
 
 impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
+    /// Operator state: the watermark; per key group, every key's sessions. A key's armed timer
+    /// is re-armed from its sessions on restore.
+    fn snapshot(&self) -> InstanceState {
+        let groups = by_group(self.max_parallelism, self.keys.iter())
+            .into_iter()
+            .enumerate()
+            .map(|(g, entries)| {
+                if entries.is_empty() {
+                    (g, Vec::new())
+                } else {
+                    (g, encode(&entries))
+                }
+            });
+        keyed_instance_state(self.wm, groups)
+    }
+
+    fn restore(&mut self, r: Restored<'_>) -> Result<(), BoxError> {
+        self.wm = restored_watermark(r)?;
+        for blob in r.groups() {
+            let entries: Vec<(K, KeySessions<W::Acc>)> = decode(blob)
+                .map_err(|e| format!("cannot decode sessions from the checkpoint: {e}"))?;
+            for (key, sessions) in entries {
+                if sessions.armed != Timestamp::MAX {
+                    self.timers.register(&key, sessions.armed);
+                }
+                self.keys.insert(key, sessions);
+            }
+        }
+        Ok(())
+    }
+
     fn emit<A>(
         f: &W,
         out: &mut Vec<Record<WindowResult<K, W::Out>>>,
@@ -324,6 +375,19 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> Push<(K, T)> for SessionWindowOp<K, 
             self.advance(Timestamp::MAX)?;
         }
         self.sides.end()?;
+        if let Some(port) = &self.port {
+            port.finished(self.snapshot());
+        }
         self.down.end()
+    }
+
+    fn barrier(&mut self, n: u64) -> OpResult {
+        enter(self.id);
+        self.flush()?;
+        if let Some(port) = &self.port {
+            port.ack(n, self.snapshot());
+        }
+        self.sides.barrier(n)?;
+        self.down.barrier(n)
     }
 }

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::sync::Unparker;
 
+use crate::checkpoint::coordinator::{CheckpointPort, CheckpointShared, Committer};
+use crate::checkpoint::{CheckpointData, Restored};
 use crate::config::Config;
 use crate::error::{JobError, OpFailure, OpResult};
 use crate::metrics::{ExchangeStats, OpMetrics};
@@ -37,6 +39,12 @@ pub(crate) trait NodeFactory: Send + Sync {
     /// Creates per-job resources, once, before the workers start.
     fn prepare(&self, _cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
         Ok(Box::new(()))
+    }
+
+    /// Whether instances of the node report to checkpoints (they have state, positions or
+    /// transactions). Others only forward barriers.
+    fn checkpointed(&self) -> bool {
+        false
     }
 
     /// Instantiates the node on one worker. `outputs[port]` holds the pushers of the consumers
@@ -81,6 +89,8 @@ pub(crate) struct PrepareCx<'a> {
     pub(crate) exchanges: &'a mut Vec<(usize, Arc<ExchangeStats>)>,
     pub(crate) op: usize,
     pub(crate) name: &'a str,
+    /// Set by a sink: what commits its transactions when a checkpoint completes.
+    pub(crate) committer: Option<Arc<dyn Committer>>,
 }
 
 impl PrepareCx<'_> {
@@ -103,6 +113,10 @@ pub(crate) struct JobShared {
     pub(crate) stop: AtomicBool,
     /// Abort: workers exit as soon as they notice.
     pub(crate) abort: AtomicBool,
+    /// Checkpointing, if on.
+    pub(crate) checkpoint: Option<CheckpointShared>,
+    /// Why the coordinator aborted the job, if it did.
+    pub(crate) checkpoint_failure: parking_lot::Mutex<Option<String>>,
 }
 
 impl JobShared {
@@ -123,6 +137,11 @@ pub(crate) trait Driver {
     fn tick(&mut self, now: Timestamp) -> OpResult;
     /// Sources pause under backpressure; receivers never do.
     fn is_source(&self) -> bool;
+    /// Called instead of `poll` while a source is paused by backpressure: a source still emits
+    /// checkpoint barriers then, or alignment downstream could wait on it forever.
+    fn poll_barrier(&mut self, _shared: &JobShared) -> OpResult {
+        Ok(())
+    }
 }
 
 /// What a [`Driver::poll`] did.
@@ -172,5 +191,23 @@ impl BuildCx<'_> {
 
     pub(crate) fn metrics(&self) -> Arc<OpMetrics> {
         self.job.metrics[self.op].clone()
+    }
+
+    /// This operator instance's line to the checkpoint coordinator, if checkpointing is on.
+    pub(crate) fn checkpoint_port(&self) -> Option<CheckpointPort> {
+        self.job.checkpoint.as_ref().map(|c| CheckpointPort {
+            events: c.events.clone(),
+            op: self.op,
+            worker: self.worker,
+        })
+    }
+}
+
+impl<'a> BuildCx<'a> {
+    /// The state this operator instance restores from, if the job is restoring.
+    pub(crate) fn restored(&self) -> Option<Restored<'a>> {
+        let job: &'a JobShared = self.job;
+        let data: &'a CheckpointData = job.checkpoint.as_ref()?.restore.as_deref()?;
+        Some(data.view(self.op, self.worker, self.parallelism()))
     }
 }

@@ -1,16 +1,19 @@
 //! Starting, observing, stopping and joining a job.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_utils::sync::Parker;
 
+use crate::checkpoint::coordinator::{CheckpointShared, Coordinator, Event};
+use crate::checkpoint::{store, CheckpointData, CheckpointSettings, RestoreFrom, RestoreInfo};
 use crate::config::Config;
 use crate::error::{FailureKind, JobError, OpFailure, OperatorName};
-use crate::metrics::{ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
+use crate::metrics::{CheckpointMetrics, ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
 use crate::runtime::graph::{Graph, JobShared, PrepareCx};
 use crate::runtime::worker;
 
@@ -55,6 +58,12 @@ impl JobObserver {
             operators,
             exchanges,
             elapsed: self.started.elapsed(),
+            checkpoints: self
+                .job
+                .checkpoint
+                .as_ref()
+                .map(|c| c.metrics.lock().clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -63,6 +72,8 @@ impl JobObserver {
 /// [`stop`](Self::stop) or [`cancel`](Self::cancel).
 pub struct JobHandle {
     threads: Vec<JoinHandle<()>>,
+    coordinator: Option<JoinHandle<()>>,
+    restore_info: RestoreInfo,
     job: Arc<JobShared>,
     first_failure: Arc<Mutex<Option<(usize, OpFailure)>>>,
     observer: JobObserver,
@@ -105,6 +116,34 @@ impl JobHandle {
         self.job.wake_all();
     }
 
+    /// Takes a savepoint: a checkpoint on request, written as `savepoint-<id>` in the checkpoint
+    /// directory and never deleted by retention. Blocks until it is complete; returns its
+    /// directory, which [`RestoreFrom::Path`] accepts.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Checkpoint`] if checkpointing is off, or the job ended (or failed) before the
+    /// savepoint completed.
+    pub fn savepoint(&self) -> Result<PathBuf, JobError> {
+        let Some(cp) = &self.job.checkpoint else {
+            return Err(JobError::Checkpoint(
+                "savepoints need checkpointing: set Config::checkpoint_dir".into(),
+            ));
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        cp.events
+            .send(Event::Savepoint { reply: tx })
+            .map_err(|_| JobError::Checkpoint("the job has ended".into()))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err("the job has ended".into()))
+            .map_err(JobError::Checkpoint)
+    }
+
+    /// What the job restored from (empty without checkpointing or on a fresh start).
+    pub fn restore_info(&self) -> &RestoreInfo {
+        &self.restore_info
+    }
+
     /// Whether every worker has exited.
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(|t| t.is_finished())
@@ -121,8 +160,24 @@ impl JobHandle {
             // Worker bodies catch their own panics; a join error cannot carry more information.
             let _ = t.join();
         }
-        let metrics = self.metrics();
         let failure = self.first_failure.lock().expect("failure slot").take();
+        if let Some(cp) = &self.job.checkpoint {
+            // The final checkpoint commits the output written since the last one.
+            let ok = failure.is_none() && !self.cancelled.load(Ordering::Relaxed);
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = cp.events.send(Event::JobEnded { ok, reply: tx });
+            let ended = rx
+                .recv()
+                .unwrap_or_else(|_| Err("the checkpoint coordinator exited early".into()));
+            if let Some(t) = self.coordinator.take() {
+                let _ = t.join();
+            }
+            if let Some(message) = self.job.checkpoint_failure.lock().take() {
+                return Err(JobError::Checkpoint(message));
+            }
+            ended.map_err(JobError::Checkpoint)?;
+        }
+        let metrics = self.metrics();
         match failure {
             Some((worker, f)) => {
                 let operator = OperatorName {
@@ -192,14 +247,59 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
     }
     let mut exchanges = Vec::new();
     let mut shared = Vec::with_capacity(graph.nodes.len());
+    let mut committers = Vec::with_capacity(graph.nodes.len());
     for (id, node) in graph.nodes.iter().enumerate() {
         let mut cx = PrepareCx {
             config: &config,
             exchanges: &mut exchanges,
             op: id,
             name: &node.name,
+            committer: None,
         };
         shared.push(node.factory.prepare(&mut cx)?);
+        committers.push(cx.committer);
+    }
+    let names: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut restore_info = RestoreInfo::default();
+    let mut checkpointing = None;
+    let mut checkpoint_shared = None;
+    if let Some(settings) = &config.checkpoints {
+        let (restore, info) = load_restore(settings, &config, &names)?;
+        // Sinks finish what the restored checkpoint pre-committed and drop all else pending.
+        for (op, c) in committers.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let txns: Vec<Vec<u8>> = restore
+                .as_ref()
+                .map(|r| {
+                    r.instances[op]
+                        .iter()
+                        .filter_map(|i| i.txn.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            c.recover(&txns).map_err(|e| {
+                JobError::Checkpoint(format!("recovering sink `{}`: {e}", names[op]))
+            })?;
+        }
+        let start_id = restore.as_ref().map_or(0, |r| r.id);
+        let next_id = store::max_id(&settings.dir)
+            .map_err(|e| JobError::Checkpoint(format!("reading {}: {e}", settings.dir.display())))?
+            .max(start_id)
+            + 1;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let metrics = CheckpointMetrics {
+            restored_id: restore.as_ref().map(|r| r.id),
+            ..CheckpointMetrics::default()
+        };
+        restore_info = info;
+        checkpoint_shared = Some(CheckpointShared {
+            trigger: AtomicU64::new(start_id),
+            start_id,
+            events: tx,
+            restore: restore.map(Arc::new),
+            metrics: parking_lot::Mutex::new(metrics),
+        });
+        checkpointing = Some((rx, next_id, settings.clone()));
     }
     let side_names: Vec<Vec<String>> = graph
         .nodes
@@ -219,13 +319,40 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
             .iter()
             .map(|s| Arc::new(OpMetrics::new(s.len(), config.parallelism)))
             .collect(),
-        names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        names: names.clone(),
         exchanges,
         unparkers: parkers.iter().map(|p| p.unparker().clone()).collect(),
         stop: AtomicBool::new(false),
         abort: AtomicBool::new(false),
+        checkpoint: checkpoint_shared,
+        checkpoint_failure: parking_lot::Mutex::new(None),
         config,
     });
+    let coordinator = match checkpointing {
+        Some((rx, next_id, settings)) => {
+            let coord = Coordinator {
+                settings,
+                names,
+                parallelism: p,
+                max_parallelism: job.config.max_parallelism,
+                committers,
+                checkpointed: graph
+                    .nodes
+                    .iter()
+                    .map(|n| n.factory.checkpointed())
+                    .collect(),
+                next_id,
+                job: job.clone(),
+                rx,
+            };
+            let t = std::thread::Builder::new()
+                .name("sluice-checkpoints".into())
+                .spawn(move || coord.run())
+                .map_err(JobError::Spawn)?;
+            Some(t)
+        }
+        None => None,
+    };
     let graph = Arc::new(graph);
     let shared = Arc::new(shared);
     let first_failure: Arc<Mutex<Option<(usize, OpFailure)>>> = Arc::new(Mutex::new(None));
@@ -274,6 +401,8 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
     }
     Ok(JobHandle {
         threads,
+        coordinator,
+        restore_info,
         observer: JobObserver {
             job: job.clone(),
             side_names: Arc::new(side_names),
@@ -283,4 +412,69 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
         first_failure,
         cancelled: Arc::new(AtomicBool::new(false)),
     })
+}
+
+/// Finds and reads the checkpoint to restore, if any, and checks it fits this job.
+fn load_restore(
+    settings: &CheckpointSettings,
+    config: &Config,
+    names: &[String],
+) -> Result<(Option<CheckpointData>, RestoreInfo), JobError> {
+    let mut info = RestoreInfo::default();
+    let found = match &settings.restore {
+        None => None,
+        Some(RestoreFrom::Path(path)) => {
+            let data = store::read(path).map_err(|e| JobError::Checkpoint(e.to_string()))?;
+            Some((path.clone(), data))
+        }
+        Some(RestoreFrom::Latest) => {
+            let candidates = store::list(&settings.dir).map_err(|e| {
+                JobError::Checkpoint(format!("listing {}: {e}", settings.dir.display()))
+            })?;
+            let mut found = None;
+            for (_, dir) in candidates {
+                match store::read(&dir) {
+                    Ok(data) => {
+                        found = Some((dir, data));
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "sluice: skipping checkpoint {}: {e}; trying the one before it",
+                            dir.display()
+                        );
+                        info.skipped.push((dir, e.to_string()));
+                    }
+                }
+            }
+            found
+        }
+    };
+    let Some((path, data)) = found else {
+        return Ok((None, info));
+    };
+    if data.names != names {
+        let diff = (0..data.names.len().max(names.len()))
+            .find(|&i| data.names.get(i) != names.get(i))
+            .unwrap_or(0);
+        return Err(JobError::Checkpoint(format!(
+            "{} was taken from a different job: operator {diff} is `{}` there and `{}` here",
+            path.display(),
+            data.names.get(diff).map_or("(none)", String::as_str),
+            names.get(diff).map_or("(none)", String::as_str),
+        )));
+    }
+    if data.max_parallelism != config.max_parallelism {
+        return Err(JobError::Checkpoint(format!(
+            "{} has {} key groups (max_parallelism) but the job is configured with {}; \
+             they must match",
+            path.display(),
+            data.max_parallelism,
+            config.max_parallelism
+        )));
+    }
+    info.restored = Some(path);
+    info.id = Some(data.id);
+    info.finished = data.is_finished();
+    Ok((Some(data), info))
 }

@@ -25,6 +25,10 @@ pub(crate) trait Push<T> {
     fn tick(&mut self, now: Timestamp) -> OpResult;
     /// End of input. Implies a final watermark of `Timestamp::MAX`. Called exactly once.
     fn end(&mut self) -> OpResult;
+    /// Checkpoint barrier `n`: every record pushed before it belongs to checkpoint `n`. The
+    /// operator snapshots its state (once every input has delivered `n`) and forwards it to
+    /// every output, main and side.
+    fn barrier(&mut self, n: u64) -> OpResult;
 }
 
 /// A boxed pusher.
@@ -71,6 +75,9 @@ impl<T> Push<T> for Discard {
     fn end(&mut self) -> OpResult {
         Ok(())
     }
+    fn barrier(&mut self, _: u64) -> OpResult {
+        Ok(())
+    }
 }
 
 /// Fan-out: a stream consumed by several operators. Every consumer but the last gets a clone.
@@ -100,5 +107,8 @@ impl<T: Clone> Push<T> for Tee<T> {
     }
     fn end(&mut self) -> OpResult {
         self.outs.iter_mut().try_for_each(|o| o.end())
+    }
+    fn barrier(&mut self, n: u64) -> OpResult {
+        self.outs.iter_mut().try_for_each(|o| o.barrier(n))
     }
 }

@@ -66,6 +66,13 @@ impl<K: Key> TimerQueue<K> {
         Some((time, keys))
     }
 
+    /// Every pending timer, in time order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, Timestamp)> {
+        self.by_time
+            .iter()
+            .flat_map(|(t, keys)| keys.iter().map(move |k| (k, *t)))
+    }
+
     /// Number of pending timers.
     pub(crate) fn len(&self) -> usize {
         self.len

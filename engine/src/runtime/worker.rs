@@ -106,7 +106,11 @@ pub(crate) fn run(
         let backpressured =
             pending_sends || job.exchanges.iter().any(|(_, s)| s.in_flight() >= limit);
         for (i, d) in drivers.iter_mut().enumerate() {
-            if done[i] || (backpressured && d.is_source()) {
+            if done[i] {
+                continue;
+            }
+            if backpressured && d.is_source() {
+                d.poll_barrier(job)?;
                 continue;
             }
             match d.poll(job)? {

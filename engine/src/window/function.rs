@@ -26,7 +26,7 @@ use crate::window::Window;
 /// ```
 pub trait Aggregate<T>: Send + Sync + 'static {
     /// The accumulator.
-    type Acc: Clone + Send + 'static;
+    type Acc: Clone + Send + crate::keys::StateData;
     /// The result.
     type Out: Clone + Send + 'static;
     /// A fresh accumulator.
@@ -66,7 +66,7 @@ impl<T> Aggregate<T> for Count {
 
 /// What the window operators run: an aggregation that may also see the key and window.
 pub(crate) trait WindowFn<K, T>: Send + Sync + 'static {
-    type Acc: Clone + Send + 'static;
+    type Acc: Clone + Send + crate::keys::StateData;
     type Out: Clone + Send + 'static;
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: T);
@@ -103,7 +103,7 @@ pub(crate) struct ReduceAgg<F, T>(pub(crate) F, pub(crate) PhantomData<fn(T)>);
 
 impl<T, F> Aggregate<T> for ReduceAgg<F, T>
 where
-    T: Clone + Send + 'static,
+    T: Clone + Send + crate::keys::StateData,
     F: Fn(&T, T) -> T + Send + Sync + 'static,
 {
     type Acc = Option<T>;
@@ -136,7 +136,7 @@ pub(crate) struct ProcessWindowFn<F, T>(pub(crate) F, pub(crate) PhantomData<fn(
 
 impl<K, T, O, F> WindowFn<K, T> for ProcessWindowFn<F, T>
 where
-    T: Clone + Send + 'static,
+    T: Clone + Send + crate::keys::StateData,
     O: Clone + Send + 'static,
     F: Fn(&K, Window, &[T]) -> O + Send + Sync + 'static,
 {

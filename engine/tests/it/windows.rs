@@ -52,7 +52,9 @@ fn ms(n: i64) -> Duration {
 
 /// A keyed, timestamped element. `id` is unique within an input, so results can name exactly
 /// which elements they hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 struct Ev {
     key: u32,
     ts: Timestamp,

@@ -1,0 +1,164 @@
+//! Checkpoints: consistent snapshots of a running job, taken with aligned barriers
+//! (Chandy-Lamport, as in Flink), and exactly-once recovery from them.
+//!
+//! The coordinator triggers checkpoint `n`; each source instance records its split positions and
+//! emits `Barrier(n)` into its output, in order with its records. An operator with several
+//! inputs (a union, the receiving end of a `key_by`) *aligns*: an input that has delivered
+//! `Barrier(n)` is held back until every live input has. Then each operator snapshots its state
+//! (keyed state by key group, timers, window contents, watermark) and forwards the barrier;
+//! sinks pre-commit what they wrote before it. When every operator instance has reported, the
+//! coordinator writes the checkpoint ([`store`]) and only then tells the sinks to commit.
+//!
+//! An operator instance that has finished (its input ended) reports its final state once; that
+//! report stands in for it in every later checkpoint, so checkpoints go on while parts of a
+//! job are done, and the last one, taken when everything has finished, commits the final
+//! output.
+//!
+//! Restore: keyed state is regrouped by key group, so a checkpoint taken at parallelism `P`
+//! restores at any `P'` up to the number of key groups; sources reopen their splits at the
+//! recorded positions; sinks commit what the checkpoint had pre-committed and discard anything
+//! else left pending. See `docs/guarantees.md`.
+
+pub(crate) mod coordinator;
+pub(crate) mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::worker_for_key_group;
+
+/// Where a job's state comes from when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreFrom {
+    /// The newest complete checkpoint in the checkpoint directory; a fresh start if there is
+    /// none. A corrupt or truncated checkpoint is reported on standard error and skipped for the
+    /// one before it.
+    Latest,
+    /// A specific checkpoint or savepoint directory (`.../chk-0000000007`,
+    /// `.../savepoint-0000000003`). It must be complete and intact.
+    Path(PathBuf),
+}
+
+/// Checkpoint settings of a [`Config`](crate::Config).
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointSettings {
+    pub(crate) dir: PathBuf,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) retain: usize,
+    pub(crate) restore: Option<RestoreFrom>,
+}
+
+/// What a job restored from, and what it skipped on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreInfo {
+    /// The checkpoint or savepoint restored, if any.
+    pub restored: Option<PathBuf>,
+    /// Its id.
+    pub id: Option<u64>,
+    /// Checkpoints that were newer but unreadable, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Whether the restored checkpoint was taken after the job had finished (nothing is left
+    /// to do but commit its output).
+    pub finished: bool,
+}
+
+/// One operator instance's part of a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct InstanceState {
+    /// The instance had finished (its input had ended) when it reported.
+    pub(crate) finished: bool,
+    /// State that belongs to the instance as a whole (split positions, a watermark).
+    pub(crate) operator: Vec<u8>,
+    /// Keyed state, one blob per non-empty key group.
+    pub(crate) groups: Vec<(u32, Vec<u8>)>,
+    /// A sink's pre-committed transaction, committed when the checkpoint completes.
+    pub(crate) txn: Option<Vec<u8>>,
+}
+
+/// A whole checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CheckpointData {
+    pub(crate) id: u64,
+    pub(crate) parallelism: usize,
+    pub(crate) max_parallelism: usize,
+    /// Operator names, by operator id: a restore checks the job graph matches.
+    pub(crate) names: Vec<String>,
+    /// `instances[op][worker]`.
+    pub(crate) instances: Vec<Vec<InstanceState>>,
+}
+
+impl CheckpointData {
+    pub(crate) fn is_finished(&self) -> bool {
+        self.instances.iter().flatten().all(|i| i.finished)
+    }
+
+    /// What operator `op` on worker `worker` of `parallelism` restores from.
+    pub(crate) fn view(&self, op: usize, worker: usize, parallelism: usize) -> Restored<'_> {
+        Restored {
+            data: self,
+            op,
+            worker,
+            parallelism,
+        }
+    }
+}
+
+/// The part of a checkpoint one operator instance restores from.
+#[derive(Clone, Copy)]
+pub(crate) struct Restored<'a> {
+    data: &'a CheckpointData,
+    op: usize,
+    worker: usize,
+    parallelism: usize,
+}
+
+impl<'a> Restored<'a> {
+    /// The instance-wide state of every instance of the operator in the checkpoint.
+    pub(crate) fn operator_states(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.data.instances[self.op]
+            .iter()
+            .map(|i| i.operator.as_slice())
+    }
+
+    /// Whether the checkpoint was taken at the parallelism the job runs at now.
+    pub(crate) fn same_parallelism(&self) -> bool {
+        self.data.parallelism == self.parallelism
+    }
+
+    /// This worker's own instance-wide state, if the parallelism did not change.
+    pub(crate) fn own_operator_state(&self) -> Option<&'a [u8]> {
+        if !self.same_parallelism() {
+            return None;
+        }
+        self.data.instances[self.op]
+            .get(self.worker)
+            .map(|i| i.operator.as_slice())
+    }
+
+    /// The keyed-state blobs of the key groups this instance now owns, from every old instance.
+    pub(crate) fn groups(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (maxp, p, me) = (self.data.max_parallelism, self.parallelism, self.worker);
+        self.data.instances[self.op].iter().flat_map(move |i| {
+            i.groups
+                .iter()
+                .filter(move |(g, _)| worker_for_key_group(*g as usize, maxp, p) == me)
+                .map(|(_, b)| b.as_slice())
+        })
+    }
+}
+
+/// Splits keyed entries by key group: `out[g]` receives the entries whose key is in group `g`.
+pub(crate) fn by_group<'a, K: crate::keys::Key, E>(
+    max_parallelism: usize,
+    entries: impl Iterator<Item = (&'a K, E)>,
+) -> Vec<Vec<(&'a K, E)>> {
+    let mut out: Vec<Vec<(&K, E)>> = (0..max_parallelism).map(|_| Vec::new()).collect();
+    for (k, e) in entries {
+        out[crate::keys::key_group(k, max_parallelism)].push((k, e));
+    }
+    out
+}

@@ -1,0 +1,488 @@
+//! Checkpoints: an uninterrupted run equals checkpoint, stop, restore at another parallelism
+//! (1 -> 2, 2 -> 4, 4 -> 1) for tumbling windows, session windows and keyed state; corrupt and
+//! truncated checkpoints fall back to the previous one; mismatched jobs are refused.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_connectors::JsonLinesSink;
+use sluice_engine::prelude::*;
+use sluice_engine::{BoxError, JobHandle, RestoreFrom};
+
+use super::support::DEADLINE;
+
+/// One input record: event time, key, value.
+type Rec = (i64, u32, i64);
+
+/// A replayable source over a shared vector, with a gate: it emits records up to index `gate`
+/// and then waits (returns `Pending`) until the gate moves. `splits` interleaved splits; the
+/// position of a split is the number of its records emitted.
+#[derive(Clone)]
+struct GatedSource {
+    data: Arc<Vec<Rec>>,
+    splits: usize,
+    gate: Arc<AtomicUsize>,
+    emitted: Arc<AtomicUsize>,
+}
+
+struct GatedReader {
+    src: GatedSource,
+    split: usize,
+    /// Records of this split emitted so far.
+    pos: u64,
+}
+
+impl Source<(u32, i64)> for GatedSource {
+    fn splits(&self, _parallelism: usize) -> Result<Vec<Split>, BoxError> {
+        Ok((0..self.splits)
+            .map(|i| Split::new(format!("gated-{i}"), i))
+            .collect())
+    }
+    fn open(
+        &self,
+        split: &Split,
+        position: Option<u64>,
+    ) -> Result<Box<dyn SplitReader<(u32, i64)>>, BoxError> {
+        Ok(Box::new(GatedReader {
+            src: self.clone(),
+            split: split.index,
+            pos: position.unwrap_or(0),
+        }))
+    }
+}
+
+impl SplitReader<(u32, i64)> for GatedReader {
+    fn poll(&mut self, out: &mut SourceOutput<'_, (u32, i64)>) -> Result<SourceStatus, BoxError> {
+        let gate = self.src.gate.load(Ordering::Acquire);
+        loop {
+            let idx = self.pos as usize * self.src.splits + self.split;
+            if idx >= self.src.data.len() {
+                return Ok(SourceStatus::Finished);
+            }
+            if idx >= gate {
+                return Ok(SourceStatus::Pending);
+            }
+            if out.is_full() {
+                return Ok(SourceStatus::More);
+            }
+            let (ts, k, v) = self.src.data[idx];
+            out.push_at(ts, (k, v));
+            self.pos += 1;
+            self.src.emitted.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Input with disorder within the watermark bound, so every run computes the same results.
+fn input(n: usize, keys: u32, seed: u64) -> Vec<Rec> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let jitter = (next() % 40) as i64;
+            let ts = i as i64 * 10 + jitter;
+            // Some keys go quiet for a while, so session windows close and reopen.
+            let key = (next() % keys as u64) as u32;
+            (ts, key, (next() % 100) as i64)
+        })
+        .collect()
+}
+
+const BOUND_MS: u64 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Kind {
+    Tumbling,
+    Session,
+    Keyed,
+}
+
+/// Per key, sums of 100 ms event-time buckets (map state), emitted by an event-time timer at
+/// the bucket's end together with the key's running total (value state). Driven by event time
+/// only, so any interleaving of the input gives the same results.
+struct BucketSums {
+    buckets: MapState<i64, i64>,
+    total: ValueState<i64>,
+}
+
+impl KeyedProcessFunction<u32, (u32, i64)> for BucketSums {
+    type Out = (u32, i64, i64, i64);
+    fn process(&mut self, key: &u32, v: (u32, i64), ctx: &mut Context<'_, u32, Self::Out>) {
+        let end = (ctx.timestamp() / 100 + 1) * 100;
+        match ctx.map(self.buckets).get_mut(key, &end) {
+            Some(sum) => *sum += v.1,
+            None => {
+                ctx.map(self.buckets).insert(key, end, v.1);
+            }
+        }
+        ctx.register_event_timer(key, end - 1);
+    }
+    fn on_timer(&mut self, key: &u32, timer: Timer, ctx: &mut Context<'_, u32, Self::Out>) {
+        let end = timer.time + 1;
+        if let Some(sum) = ctx.map(self.buckets).remove(key, &end) {
+            let total = ctx.value(self.total).get_or_insert_with(key, || 0);
+            *total += sum;
+            let total = *total;
+            ctx.emit((*key, end, sum, total));
+        }
+    }
+}
+
+/// Builds the job of `kind` over `src`, writing `(key, window start, window end, value)` lines
+/// into `out` through the exactly-once JSON-lines sink.
+fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
+    let stream = env
+        .source(src)
+        .with_watermarks(Watermarks::bounded_out_of_orderness(Duration::from_millis(
+            BOUND_MS,
+        )))
+        .key_by(|r: &(u32, i64)| r.0);
+    let results = match kind {
+        Kind::Tumbling => stream
+            .window(Tumbling::of(Duration::from_millis(200)))
+            .aggregate(SumAgg)
+            .map(|r| (r.key, r.window.start, r.window.end, r.value)),
+        Kind::Session => stream
+            .window(Session::with_gap(Duration::from_millis(30)))
+            .aggregate(SumAgg)
+            .map(|r| (r.key, r.window.start, r.window.end, r.value)),
+        Kind::Keyed => stream.process(|reg: &mut StateRegistry<u32>| BucketSums {
+            buckets: reg.map("buckets"),
+            total: reg.value("total"),
+        }),
+    };
+    results.sink(JsonLinesSink::new(out));
+}
+
+struct SumAgg;
+impl Aggregate<(u32, i64)> for SumAgg {
+    type Acc = i64;
+    type Out = i64;
+    fn create(&self) -> i64 {
+        0
+    }
+    fn add(&self, acc: &mut i64, v: (u32, i64)) {
+        *acc += v.1;
+    }
+    fn merge(&self, acc: &mut i64, other: i64) {
+        *acc += other;
+    }
+    fn finish(&self, acc: &i64) -> i64 {
+        *acc
+    }
+}
+
+type Line = (u32, i64, i64, i64);
+
+/// Every committed line under `dir` (hidden in-progress and pending files excluded), sorted.
+fn committed(dir: &Path) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return lines;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+            lines.push(serde_json::from_str::<Line>(l).unwrap());
+        }
+    }
+    lines.sort_unstable();
+    lines
+}
+
+fn source(data: &Arc<Vec<Rec>>, gate: usize) -> GatedSource {
+    GatedSource {
+        data: data.clone(),
+        splits: 4,
+        gate: Arc::new(AtomicUsize::new(gate)),
+        emitted: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+fn join(handle: JobHandle) -> Result<JobMetrics, JobError> {
+    let deadline = Instant::now() + DEADLINE;
+    while !handle.is_finished() {
+        if Instant::now() > deadline {
+            handle.cancel();
+            panic!("job did not end within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    handle.join()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The output of an uninterrupted run (no checkpointing: the sink writes plain part files).
+fn reference(kind: Kind, data: &Arc<Vec<Rec>>, tmp: &Path) -> Vec<Line> {
+    let out = tmp.join(format!("reference-{kind:?}"));
+    let env = StreamEnv::new(Config::default().parallelism(2));
+    build(&env, kind, source(data, usize::MAX), &out);
+    join(env.start().unwrap()).unwrap();
+    committed(&out)
+}
+
+/// Runs at `p1` until the gate, takes a savepoint, cancels; restores at `p2` and finishes.
+/// Returns the committed output of both runs together.
+fn interrupted(kind: Kind, data: &Arc<Vec<Rec>>, p1: usize, p2: usize, tmp: &Path) -> Vec<Line> {
+    let out = tmp.join(format!("out-{kind:?}-{p1}-{p2}"));
+    let chk = tmp.join(format!("chk-{kind:?}-{p1}-{p2}"));
+    let gate = data.len() * 2 / 5;
+    let src = source(data, gate);
+    let env = StreamEnv::new(Config::default().parallelism(p1).checkpoint_dir(&chk));
+    build(&env, kind, src.clone(), &out);
+    let handle = env.start().unwrap();
+    wait_for("the source to reach the gate", || {
+        src.emitted.load(Ordering::Acquire) >= gate
+    });
+    let savepoint = handle.savepoint().unwrap();
+    assert!(savepoint.join("_metadata").exists());
+    let before = committed(&out);
+    assert!(!before.is_empty(), "the first run committed nothing");
+    handle.cancel();
+    assert!(matches!(join(handle), Err(JobError::Cancelled)));
+
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(p2)
+            .checkpoint_dir(&chk)
+            .restore(RestoreFrom::Path(savepoint.clone())),
+    );
+    build(&env, kind, source(data, usize::MAX), &out);
+    let handle = env.start().unwrap();
+    assert_eq!(handle.restore_info().restored.as_deref(), Some(&*savepoint));
+    let metrics = join(handle).unwrap();
+    assert!(metrics.checkpoints.restored_id.is_some());
+    committed(&out)
+}
+
+fn check_rescaling(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(20_000, 40, 7));
+    let expected = reference(kind, &data, tmp.path());
+    assert!(
+        expected.len() > 100,
+        "{kind:?}: too few results to compare: {expected:?}"
+    );
+    for (p1, p2) in [(1, 2), (2, 4), (4, 1)] {
+        let got = interrupted(kind, &data, p1, p2, tmp.path());
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{kind:?} {p1}->{p2}: result count (duplicates or loss)"
+        );
+        assert_eq!(got, expected, "{kind:?} {p1}->{p2}: results differ");
+    }
+}
+
+#[test]
+fn tumbling_windows_restore_exactly_at_another_parallelism() {
+    check_rescaling(Kind::Tumbling);
+}
+
+#[test]
+fn session_windows_restore_exactly_at_another_parallelism() {
+    check_rescaling(Kind::Session);
+}
+
+#[test]
+fn keyed_state_and_timers_restore_exactly_at_another_parallelism() {
+    check_rescaling(Kind::Keyed);
+}
+
+/// Runs a job with periodic checkpoints until it has taken at least two, then cancels it.
+/// Returns the checkpoint directory and the ids of its two newest checkpoints (newest first).
+fn run_with_checkpoints(tmp: &Path, data: &Arc<Vec<Rec>>) -> (PathBuf, u64, u64) {
+    let chk = tmp.join("chk");
+    let out = tmp.join("out");
+    let gate = data.len() / 2;
+    let src = source(data, gate);
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(2)
+            .checkpoint_dir(&chk)
+            .checkpoint_every(Duration::from_millis(2))
+            .retain_checkpoints(5),
+    );
+    build(&env, Kind::Tumbling, src.clone(), &out);
+    let handle = env.start().unwrap();
+    wait_for("the gate", || src.emitted.load(Ordering::Acquire) >= gate);
+    wait_for("two checkpoints", || {
+        handle.metrics().checkpoints.completed >= 2
+    });
+    handle.cancel();
+    let _ = join(handle);
+    let mut ids: Vec<u64> = std::fs::read_dir(&chk)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_prefix("chk-").and_then(|n| n.parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.reverse();
+    (chk, ids[0], ids[1])
+}
+
+fn restore_latest(chk: &Path, data: &Arc<Vec<Rec>>, out: &Path) -> JobHandle {
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(2)
+            .checkpoint_dir(chk)
+            .restore(RestoreFrom::Latest),
+    );
+    build(&env, Kind::Tumbling, source(data, usize::MAX), out);
+    env.start().unwrap()
+}
+
+fn damage(chk: &Path, id: u64, file: &str, how: impl Fn(&mut Vec<u8>)) {
+    let path = chk.join(format!("chk-{id:010}")).join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    how(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 3));
+    let (chk, newest, previous) = run_with_checkpoints(tmp.path(), &data);
+    damage(&chk, newest, "state.bin", |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0x5a;
+    });
+    let handle = restore_latest(&chk, &data, &tmp.path().join("out"));
+    let info = handle.restore_info().clone();
+    assert_eq!(info.id, Some(previous), "{info:?}");
+    assert_eq!(info.skipped.len(), 1);
+    assert!(info.skipped[0].1.contains("checksum"), "{info:?}");
+    join(handle).unwrap();
+}
+
+#[test]
+fn a_truncated_checkpoint_is_detected_and_the_previous_one_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 4));
+    let (chk, newest, previous) = run_with_checkpoints(tmp.path(), &data);
+    damage(&chk, newest, "state.bin", |b| b.truncate(b.len() - 7));
+    let handle = restore_latest(&chk, &data, &tmp.path().join("out"));
+    let info = handle.restore_info().clone();
+    assert_eq!(info.id, Some(previous), "{info:?}");
+    assert!(info.skipped[0].1.contains("truncated"), "{info:?}");
+    join(handle).unwrap();
+}
+
+#[test]
+fn a_corrupted_metadata_file_is_detected_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 9));
+    let (chk, newest, previous) = run_with_checkpoints(tmp.path(), &data);
+    damage(&chk, newest, "_metadata", |b| {
+        let last = b.len() - 1;
+        b[last] ^= 1;
+    });
+    let handle = restore_latest(&chk, &data, &tmp.path().join("out"));
+    assert_eq!(handle.restore_info().id, Some(previous));
+    join(handle).unwrap();
+}
+
+#[test]
+fn a_checkpoint_without_metadata_does_not_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 5));
+    let (chk, newest, previous) = run_with_checkpoints(tmp.path(), &data);
+    std::fs::remove_file(chk.join(format!("chk-{newest:010}")).join("_metadata")).unwrap();
+    let handle = restore_latest(&chk, &data, &tmp.path().join("out"));
+    assert_eq!(handle.restore_info().id, Some(previous));
+    assert!(handle.restore_info().skipped.is_empty());
+    join(handle).unwrap();
+}
+
+#[test]
+fn restoring_into_a_different_job_is_refused_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(2_000, 10, 6));
+    let (chk, _, _) = run_with_checkpoints(tmp.path(), &data);
+    let env = StreamEnv::new(
+        Config::default()
+            .checkpoint_dir(&chk)
+            .restore(RestoreFrom::Latest),
+    );
+    build(
+        &env,
+        Kind::Keyed,
+        source(&data, usize::MAX),
+        &tmp.path().join("o"),
+    );
+    let err = env.start().unwrap_err();
+    assert!(matches!(err, JobError::Checkpoint(_)), "{err}");
+    assert!(err.to_string().contains("different job"), "{err}");
+}
+
+#[test]
+fn periodic_checkpoints_complete_and_keep_only_the_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(20_000, 20, 8));
+    let chk = tmp.path().join("chk");
+    let out = tmp.path().join("out");
+    let src = source(&data, data.len() / 2);
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(2)
+            .checkpoint_dir(&chk)
+            .checkpoint_every(Duration::from_millis(5))
+            .retain_checkpoints(2),
+    );
+    build(&env, Kind::Tumbling, src.clone(), &out);
+    let handle = env.start().unwrap();
+    wait_for("five checkpoints", || {
+        handle.metrics().checkpoints.completed >= 5
+    });
+    src.gate.store(usize::MAX, Ordering::Release);
+    let metrics = join(handle).unwrap();
+    assert!(
+        metrics.checkpoints.completed >= 6,
+        "{:?}",
+        metrics.checkpoints
+    );
+    let kept: Vec<_> = std::fs::read_dir(&chk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    // The output, committed by the checkpoints and the final one, equals a plain run's.
+    assert_eq!(
+        committed(&out),
+        reference(Kind::Tumbling, &data, tmp.path())
+    );
+    // No in-progress or pending file is left behind.
+    let hidden: HashMap<String, ()> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .map(|n| (n, ()))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
