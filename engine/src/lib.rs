@@ -61,6 +61,7 @@
 //! | [`process`], [`state`], [`side_output`] | keyed process functions, keyed state, side outputs |
 //! | [`source`], [`sink`] | the connector interfaces |
 //! | [`keys`] | key groups and routing |
+//! | [`checkpoint`] | checkpoints, savepoints, restore |
 //! | [`metrics`], [`error`] | what a job reports |
 
 pub mod checkpoint;
@@ -106,7 +107,7 @@ pub mod prelude {
     pub use crate::state::{ListState, MapState, StateRegistry, ValueState};
     pub use crate::window::{Aggregate, Session, Sliding, Tumbling, Window, WindowResult};
     pub use crate::{
-        Config, Data, JobError, JobMetrics, KeyedStream, OutputTag, Record, Stream, StreamEnv,
-        Timestamp, Watermarks,
+        Config, Data, JobError, JobMetrics, KeyedStream, OutputTag, Record, RestoreFrom, Stream,
+        StreamEnv, Timestamp, Watermarks,
     };
 }

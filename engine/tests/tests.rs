@@ -17,6 +17,7 @@
 mod it {
     mod backpressure;
     mod checkpoints;
+    mod crash;
     mod failures;
     mod live;
     mod properties;
