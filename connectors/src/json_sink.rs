@@ -327,4 +327,72 @@ mod tests {
         );
         assert!(err.to_string().contains("sub"), "{err}");
     }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn checkpointing(worker: usize) -> SinkContext {
+        let mut cx = SinkContext::new(worker, 2);
+        cx.checkpointing = true;
+        cx
+    }
+
+    #[test]
+    fn under_checkpointing_output_is_visible_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::<u32>::new(dir.path());
+        let mut w = sink.open(&checkpointing(0)).unwrap();
+        // Nothing written: nothing to commit.
+        assert_eq!(w.pre_commit(1).unwrap(), None);
+        w.write(&mut vec![
+            Record::new(NO_TIMESTAMP, 1),
+            Record::new(NO_TIMESTAMP, 2),
+        ])
+        .unwrap();
+        let visible = |d: &Path| names(d).into_iter().filter(|n| !n.starts_with('.')).count();
+        assert_eq!(visible(dir.path()), 0);
+        let txn = w.pre_commit(2).unwrap().expect("a transaction");
+        assert!(names(dir.path())[0].ends_with(".pending"));
+        assert_eq!(visible(dir.path()), 0);
+        sink.commit(&txn).unwrap();
+        // Idempotent: a restore commits the same transaction again.
+        sink.commit(&txn).unwrap();
+        let committed = names(dir.path());
+        assert_eq!(committed.len(), 1);
+        assert!(committed[0].starts_with("part-0-") && committed[0].ends_with(".jsonl"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(&committed[0])).unwrap(),
+            "1\n2\n"
+        );
+    }
+
+    #[test]
+    fn recover_commits_what_the_checkpoint_lists_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::<u32>::new(dir.path());
+        let mut w = sink.open(&checkpointing(1)).unwrap();
+        w.write(&mut vec![Record::new(NO_TIMESTAMP, 1)]).unwrap();
+        let kept = w.pre_commit(1).unwrap().unwrap();
+        w.write(&mut vec![Record::new(NO_TIMESTAMP, 2)]).unwrap();
+        let _lost = w.pre_commit(2).unwrap().unwrap();
+        w.write(&mut vec![Record::new(NO_TIMESTAMP, 3)]).unwrap();
+        // The process dies here: one pending file per checkpoint and one in-progress file.
+        drop(w);
+        sink.recover(&[kept]).unwrap();
+        let left = names(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(&left[0])).unwrap(),
+            "1\n"
+        );
+        // A commit of a file that is neither pending nor committed is an error, not silence.
+        let err = sink.commit(b"part-9-x-000000.jsonl").unwrap_err();
+        assert!(err.to_string().contains("cannot commit"), "{err}");
+    }
 }

@@ -292,3 +292,102 @@ pub(crate) fn retain(root: &Path, keep: usize) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::InstanceState;
+
+    fn data(id: u64) -> CheckpointData {
+        CheckpointData {
+            id,
+            parallelism: 2,
+            max_parallelism: 8,
+            names: vec!["source".into(), "sink".into()],
+            instances: vec![
+                vec![InstanceState::default(), InstanceState::default()],
+                vec![
+                    InstanceState {
+                        txn: Some(b"part-0".to_vec()),
+                        groups: vec![(3, vec![1, 2, 3])],
+                        ..InstanceState::default()
+                    },
+                    InstanceState {
+                        finished: true,
+                        ..InstanceState::default()
+                    },
+                ],
+            ],
+        }
+    }
+
+    #[test]
+    fn a_written_checkpoint_reads_back_identically() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, bytes) = write(root.path(), &data(7), false).unwrap();
+        assert!(bytes > 0);
+        assert_eq!(dir.file_name().unwrap(), "chk-0000000007");
+        let back = read(&dir).unwrap();
+        assert_eq!(back.id, 7);
+        assert_eq!(back.instances[1][0].txn.as_deref(), Some(&b"part-0"[..]));
+        assert_eq!(back.instances[1][0].groups, vec![(3, vec![1, 2, 3])]);
+        assert!(back.instances[1][1].finished);
+        assert!(!back.is_finished());
+    }
+
+    #[test]
+    fn damage_is_detected_with_a_reason() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, _) = write(root.path(), &data(1), false).unwrap();
+        let state = dir.join(STATE_FILE);
+        let good = fs::read(&state).unwrap();
+
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        fs::write(&state, &flipped).unwrap();
+        assert!(matches!(read(&dir), Err(ReadError::Checksum { .. })));
+
+        fs::write(&state, &good[..good.len() - 3]).unwrap();
+        assert!(matches!(read(&dir), Err(ReadError::Truncated { .. })));
+
+        fs::write(&state, &good[..10]).unwrap();
+        assert!(matches!(read(&dir), Err(ReadError::Truncated { .. })));
+
+        let mut version = good.clone();
+        version[4] = 99;
+        fs::write(&state, &version).unwrap();
+        let err = read(&dir).unwrap_err();
+        assert!(err.to_string().contains("format version 99"), "{err}");
+
+        fs::write(&state, b"not a checkpoint at all").unwrap();
+        assert!(matches!(read(&dir), Err(ReadError::Magic { .. })));
+
+        // Intact again, but another checkpoint's state under this metadata.
+        fs::write(&state, frame(&encode(&data(2)))).unwrap();
+        assert!(matches!(read(&dir), Err(ReadError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_every_savepoint() {
+        let root = tempfile::tempdir().unwrap();
+        for id in 1..=5 {
+            write(root.path(), &data(id), id == 2).unwrap();
+        }
+        // An unfinished checkpoint older than the newest complete one goes too.
+        fs::create_dir_all(root.path().join("chk-0000000000")).unwrap();
+        retain(root.path(), 2).unwrap();
+        let mut left: Vec<String> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["chk-0000000004", "chk-0000000005", "savepoint-0000000002"]
+        );
+        assert_eq!(max_id(root.path()).unwrap(), 5);
+        let listed: Vec<u64> = list(root.path()).unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(listed, [5, 4]);
+    }
+}
