@@ -10,12 +10,46 @@
 //! number of workers, and optionally the event-time step per event in microseconds (default
 //! 100). The checksum of a sluice run equals the hand-written loop's for the same
 //! workload and event count, whatever the worker count.
+//!
+//! With `SLUICE_CHECKPOINT_EVERY_MS=N` in the environment a sluice run takes a checkpoint every
+//! `N` ms, into a fresh directory under the system's temporary directory (removed afterwards),
+//! and prints a second line: checkpoints completed, the size and duration of the last one taken
+//! while the job ran, the longest duration, and the size and duration of the final checkpoint
+//! taken as the job ends. `SLUICE_CHECKPOINT_EVERY_MS=0` turns checkpointing on with no
+//! periodic checkpoints (only the final one), to see what being ready for them costs.
+//!
+//! ```sh
+//! SLUICE_CHECKPOINT_EVERY_MS=1000 cargo bench --bench windows_throughput -- tumbling 200000000 2
+//! ```
 
 mod common;
 
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::Kind;
+use sluice::Config;
+
+/// A checkpoint directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("sluice-bench-chk-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the checkpoint directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -50,11 +84,32 @@ fn main() {
     if let Some(step) = args.get(3) {
         w.step_us = step.parse().expect("STEP_US must be a number");
     }
+    let every_ms: Option<u64> = std::env::var("SLUICE_CHECKPOINT_EVERY_MS")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .expect("SLUICE_CHECKPOINT_EVERY_MS must be a number of milliseconds")
+        });
+    let chk_dir = (!hand)
+        .then_some(every_ms)
+        .flatten()
+        .map(|_| TempDir::new());
     let start = Instant::now();
-    let summary = if hand {
-        kind.run_hand(w)
+    let (summary, run) = if hand {
+        (kind.run_hand(w), None)
     } else {
-        kind.run_sluice(w, workers)
+        let mut config = Config::default().parallelism(workers);
+        if let (Some(ms), Some(dir)) = (every_ms, &chk_dir) {
+            config = config.checkpoint_dir(&dir.0);
+            if ms > 0 {
+                config = config.checkpoint_every(Duration::from_millis(ms));
+            }
+        }
+        // Polled while running in both cases, so that runs with and without checkpoints
+        // differ only in the checkpoints.
+        let run = kind.run_sluice_with(w, config, true);
+        (run.summary, Some(run))
     };
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -64,4 +119,28 @@ fn main() {
         summary.results,
         summary.checksum
     );
+    if let (Some(run), Some(ms)) = (run, every_ms) {
+        // `completed` counts the final checkpoint taken when the job finishes; `periodic` those
+        // taken while it ran, whose last size and duration, and longest duration, follow.
+        let ms_of = |d: Duration| d.as_secs_f64() * 1e3;
+        let c = &run.metrics.checkpoints;
+        let periodic = &run.checkpoints;
+        let last = periodic.last().unwrap_or(c);
+        let max = periodic
+            .iter()
+            .map(|p| p.last_duration)
+            .max()
+            .unwrap_or_default();
+        println!(
+            "  checkpoints every_ms={ms} completed={} periodic={} last_bytes={} last_ms={:.1} max_ms={:.1} final_bytes={} final_ms={:.1}",
+            c.completed,
+            periodic.len(),
+            last.last_bytes,
+            ms_of(last.last_duration),
+            ms_of(max),
+            c.last_bytes,
+            ms_of(c.last_duration),
+        );
+    }
+    drop(chk_dir);
 }

@@ -195,8 +195,8 @@ impl<T: Summarize> SinkWriter<T> for SummarySink {
     }
 }
 
-fn env(workers: usize) -> StreamEnv {
-    StreamEnv::new(Config::default().parallelism(workers))
+fn env(workers: usize) -> Config {
+    Config::default().parallelism(workers)
 }
 
 fn watermarks(w: &Workload) -> sluice::WatermarkStrategy<sluice::watermark::FromSource> {
@@ -254,15 +254,26 @@ impl Kind {
     }
 
     pub fn run_sluice(self, w: Workload, workers: usize) -> Summary {
+        self.run_sluice_with(w, env(workers), false).summary
+    }
+
+    /// [`run_sluice`](Self::run_sluice) with a whole [`Config`] (checkpointing, say). With
+    /// `watch`, the run's metrics are polled while it runs (see [`Run::checkpoints`]).
+    pub fn run_sluice_with(self, w: Workload, config: Config, watch: bool) -> Run {
         match self {
-            Kind::Tumbling => sluice_windows(w, workers, Tumbling::of(Duration::from_secs(300))),
+            Kind::Tumbling => {
+                sluice_windows(w, config, watch, Tumbling::of(Duration::from_secs(300)))
+            }
             Kind::Sliding => sluice_windows(
                 w,
-                workers,
+                config,
+                watch,
                 Sliding::of(Duration::from_secs(300), Duration::from_secs(60)),
             ),
-            Kind::Session => sluice_windows(w, workers, Session::with_gap(Duration::from_secs(10))),
-            Kind::Dedup => sluice_dedup(w, workers),
+            Kind::Session => {
+                sluice_windows(w, config, watch, Session::with_gap(Duration::from_secs(10)))
+            }
+            Kind::Dedup => sluice_dedup(w, config, watch),
         }
     }
 
@@ -276,8 +287,23 @@ impl Kind {
     }
 }
 
-fn sluice_windows(w: Workload, workers: usize, spec: sluice::window::WindowSpec) -> Summary {
-    let env = env(workers);
+/// What [`Kind::run_sluice_with`] returns.
+pub struct Run {
+    pub summary: Summary,
+    /// The job's final metrics.
+    pub metrics: JobMetrics,
+    /// With `watch`: the checkpoint metrics each time a new checkpoint had completed, polled
+    /// every 10 ms while the job ran (not including the final checkpoint taken as it ends).
+    pub checkpoints: Checkpoints,
+}
+
+fn sluice_windows(
+    w: Workload,
+    config: Config,
+    watch: bool,
+    spec: sluice::window::WindowSpec,
+) -> Run {
+    let env = StreamEnv::new(config);
     let sink = SummarySink::default();
     env.source(w.source())
         .with_watermarks(watermarks(&w))
@@ -285,8 +311,36 @@ fn sluice_windows(w: Workload, workers: usize, spec: sluice::window::WindowSpec)
         .window(spec)
         .aggregate(Count)
         .sink(sink.clone());
-    env.execute().expect("bench job");
-    sink.summary()
+    let (metrics, checkpoints) = run(&env, watch);
+    Run {
+        summary: sink.summary(),
+        metrics,
+        checkpoints,
+    }
+}
+
+/// Every checkpoint a run completed, as seen by polling the job's metrics: the `i`-th entry is
+/// the `CheckpointMetrics` right after a new checkpoint id appeared.
+pub type Checkpoints = Vec<sluice::CheckpointMetrics>;
+
+/// Runs the job. With `watch`, the job's metrics are polled every 10 ms while it runs so that
+/// every checkpoint's size and duration are seen (the metrics hold only the newest); they are
+/// returned with the final metrics, whose `checkpoints` describe the final checkpoint taken
+/// when the job finished (if checkpointing is on). Without `watch` this is `execute`.
+fn run(env: &StreamEnv, watch: bool) -> (JobMetrics, Checkpoints) {
+    let handle = env.start().expect("bench job starts");
+    let mut seen: Checkpoints = Vec::new();
+    if watch {
+        while !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+            let c = handle.metrics().checkpoints;
+            if c.completed > 0 && seen.last().map_or(true, |l| l.last_id != c.last_id) {
+                seen.push(c);
+            }
+        }
+    }
+    let metrics = handle.join().expect("bench job");
+    (metrics, seen)
 }
 
 /// Dedup keys: event `i` carries id `i`, except that 1 in 8 repeats the id of an event up to
@@ -317,8 +371,8 @@ impl KeyedProcessFunction<u64, Event> for Dedup {
     }
 }
 
-fn sluice_dedup(w: Workload, workers: usize) -> Summary {
-    let env = env(workers);
+fn sluice_dedup(w: Workload, config: Config, watch: bool) -> Run {
+    let env = StreamEnv::new(config);
     let sink = SummarySink::default();
     env.source(w.source())
         .with_watermarks(watermarks(&w))
@@ -327,8 +381,12 @@ fn sluice_dedup(w: Workload, workers: usize) -> Summary {
             seen: reg.value_with_ttl("seen", Duration::from_secs(600)),
         })
         .sink(sink.clone());
-    env.execute().expect("bench job");
-    sink.summary()
+    let (metrics, checkpoints) = run(&env, watch);
+    Run {
+        summary: sink.summary(),
+        metrics,
+        checkpoints,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,10 +4,23 @@
 //! Each worker writes its own part file per hour. A file stays open until the watermark passes
 //! the end of its hour, then it is flushed and closed; an event that arrives for a closed hour
 //! (late data) reopens the file in append mode, so nothing is dropped.
+//!
+//! # Exactly once, under checkpointing
+//!
+//! In a job with checkpoints the sink follows the same two-phase commit as
+//! [`JsonLinesSink`](sluice_connectors::JsonLinesSink), per hour directory: a worker writes
+//! hidden in-progress files `.part-{worker}-{run}-{seq}.jsonl.inprogress`; on a checkpoint
+//! barrier each is flushed, fsynced and renamed to `….pending` (the directory fsynced too), and
+//! the transaction lists their paths relative to the backup directory; when the checkpoint is
+//! complete they are renamed to `part-{worker}-{run}-{seq}.jsonl`. On restore the restored
+//! checkpoint's files are committed and every other in-progress or pending file under the tree
+//! is deleted. `{run}` is unique per job run, so a restored run never overwrites a committed
+//! file, and `{seq}` per file, so an hour receives a new file after every checkpoint that
+//! covered it. Readers should ignore names starting with `.`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,6 +33,8 @@ use crate::ridehail::Progress;
 use crate::timestamp::utc_parts;
 
 const HOUR_MS: i64 = 3_600_000;
+/// Write buffer per open file.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Writes [`RideEvent`]s in the hourly-partitioned layout under a directory.
 #[derive(Debug, Clone)]
@@ -45,18 +60,82 @@ impl BackupSink {
 
     /// The directory of the hour that holds `ts`.
     pub fn hour_dir(dir: &Path, ts: Timestamp) -> PathBuf {
-        let (y, m, d, h) = utc_parts(ts);
-        dir.join(format!("year={y:04}"))
-            .join(format!("month={m:02}"))
-            .join(format!("day={d:02}"))
-            .join(format!("hour={h:02}"))
+        dir.join(hour_path(ts))
     }
+}
+
+/// `year=YYYY/month=MM/day=DD/hour=HH` of the hour that holds `ts`.
+fn hour_path(ts: Timestamp) -> String {
+    let (y, m, d, h) = utc_parts(ts);
+    format!("year={y:04}/month={m:02}/day={d:02}/hour={h:02}")
+}
+
+/// Adds `what` and `path` to an I/O error's message, keeping its kind.
+fn at_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Unique per job run (process id and start time), so part files never collide across runs.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// Whether `name` is a file a transactional writer leaves behind until it is committed.
+fn is_uncommitted(name: &str) -> bool {
+    name.starts_with(".part-") && (name.ends_with(".inprogress") || name.ends_with(".pending"))
+}
+
+/// Deletes every uncommitted file under `dir`, and the directories that only held such files.
+/// Returns whether `dir` is one of those (empty now, and only because of the deletions).
+fn remove_uncommitted(dir: &Path) -> io::Result<bool> {
+    let mut empty = true;
+    let mut removed = false;
+    for entry in fs::read_dir(dir).map_err(|e| at_path(e, "cannot list", dir))? {
+        let entry = entry.map_err(|e| at_path(e, "cannot list", dir))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| at_path(e, "cannot inspect", &path))?;
+        if kind.is_dir() {
+            if remove_uncommitted(&path)? {
+                fs::remove_dir(&path).map_err(|e| at_path(e, "cannot remove", &path))?;
+                removed = true;
+            } else {
+                empty = false;
+            }
+        } else if is_uncommitted(&entry.file_name().to_string_lossy()) {
+            fs::remove_file(&path).map_err(|e| at_path(e, "cannot remove", &path))?;
+            removed = true;
+        } else {
+            empty = false;
+        }
+    }
+    // An empty directory that held nothing of ours is left alone.
+    Ok(empty && removed)
 }
 
 impl Sink<RideEvent> for BackupSink {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<RideEvent>>, BoxError> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create backup directory {}: {e}", self.dir.display()))?;
+        if cx.checkpointing {
+            return Ok(Box::new(TxnWriter {
+                dir: self.dir.clone(),
+                prefix: format!("part-{}-{}", cx.worker, run_token()),
+                seq: 0,
+                open: HashMap::new(),
+                closed: Vec::new(),
+                line: Vec::with_capacity(512),
+                gauge: self.gauge.clone(),
+            }));
+        }
         Ok(Box::new(BackupWriter {
             dir: self.dir.clone(),
             worker: cx.worker,
@@ -65,8 +144,64 @@ impl Sink<RideEvent> for BackupSink {
             gauge: self.gauge.clone(),
         }))
     }
+
+    /// Renames the pending files a transaction lists (`hour path/name` lines) to their committed
+    /// names; a file committed before is fine (commits repeat on restore).
+    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
+        let text = std::str::from_utf8(txn).map_err(|_| "a backup transaction is not UTF-8")?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for rel in text.lines() {
+            let (hour, name) = rel
+                .rsplit_once('/')
+                .ok_or_else(|| format!("a backup transaction names {rel:?}, not hour/file"))?;
+            let hour_dir = self.dir.join(hour);
+            let pending = hour_dir.join(format!(".{name}.pending"));
+            let committed = hour_dir.join(name);
+            match fs::rename(&pending, &committed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && committed.exists() => {}
+                Err(e) => return Err(at_path(e, "cannot commit", &pending).into()),
+            }
+            if !dirs.contains(&hour_dir) {
+                dirs.push(hour_dir);
+            }
+        }
+        for d in &dirs {
+            sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
+        }
+        Ok(())
+    }
+
+    /// Commits the restored checkpoint's transactions, then deletes every other in-progress or
+    /// pending file under the backup directory.
+    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        for txn in txns {
+            self.commit(txn)?;
+        }
+        match fs::metadata(&self.dir) {
+            Ok(_) => {
+                remove_uncommitted(&self.dir)?;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(at_path(e, "cannot read", &self.dir).into()),
+        }
+    }
 }
 
+/// The backup's hour of a record.
+fn hour_of(r: &Record<RideEvent>) -> i64 {
+    r.value.timestamp.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// Serializes `r` as one line into `line` (cleared first).
+fn to_line(r: &Record<RideEvent>, line: &mut Vec<u8>) {
+    line.clear();
+    r.value.write_json(line);
+    line.push(b'\n');
+}
+
+/// Without checkpointing: one `part-{worker}.jsonl` per hour, appended to.
 struct BackupWriter {
     dir: PathBuf,
     worker: usize,
@@ -89,7 +224,7 @@ impl BackupWriter {
                 .open(&path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             self.open
-                .insert(hour, BufWriter::with_capacity(64 * 1024, f));
+                .insert(hour, BufWriter::with_capacity(WRITE_BUFFER, f));
         }
         Ok(self.open.get_mut(&hour).expect("just opened"))
     }
@@ -98,11 +233,9 @@ impl BackupWriter {
 impl SinkWriter<RideEvent> for BackupWriter {
     fn write(&mut self, batch: &mut Vec<Record<RideEvent>>) -> Result<(), BoxError> {
         for r in batch.drain(..) {
-            let hour = r.value.timestamp.div_euclid(HOUR_MS) * HOUR_MS;
+            let hour = hour_of(&r);
             let mut line = std::mem::take(&mut self.line);
-            line.clear();
-            r.value.write_json(&mut line);
-            line.push(b'\n');
+            to_line(&r, &mut line);
             let res = self.file(hour).and_then(|f| {
                 f.write_all(&line)
                     .map_err(|e| BoxError::from(format!("cannot write backup: {e}")))
@@ -136,5 +269,298 @@ impl SinkWriter<RideEvent> for BackupWriter {
             f.flush().map_err(|e| format!("cannot flush backup: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// A file of the transactional writer: the open in-progress file and its committed name.
+struct HourFile<W> {
+    out: W,
+    /// `year=…/month=…/day=…/hour=…`.
+    hour: String,
+    /// `part-{worker}-{run}-{seq}.jsonl`.
+    name: String,
+}
+
+/// Under checkpointing: in-progress files per hour, pending on pre-commit, committed by the
+/// checkpoint (see the [module docs](self)).
+struct TxnWriter {
+    dir: PathBuf,
+    /// `part-{worker}-{run}`.
+    prefix: String,
+    seq: u64,
+    /// Open in-progress files by hour start.
+    open: HashMap<i64, HourFile<BufWriter<File>>>,
+    /// Flushed in-progress files of hours the watermark has passed, not yet pre-committed.
+    closed: Vec<HourFile<File>>,
+    line: Vec<u8>,
+    gauge: Option<Arc<Progress>>,
+}
+
+impl TxnWriter {
+    fn file(&mut self, hour: i64) -> Result<&mut BufWriter<File>, BoxError> {
+        if !self.open.contains_key(&hour) {
+            let rel = hour_path(hour);
+            let dir = self.dir.join(&rel);
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir).map_err(|e| at_path(e, "cannot create", &dir))?;
+                // Make the new directories durable, so that pending files in them are.
+                for d in dir.ancestors().skip(1) {
+                    sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
+                    if d == self.dir {
+                        break;
+                    }
+                }
+            }
+            let name = format!("{}-{:06}.jsonl", self.prefix, self.seq);
+            self.seq += 1;
+            let path = dir.join(format!(".{name}.inprogress"));
+            let f = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
+            self.open.insert(
+                hour,
+                HourFile {
+                    out: BufWriter::with_capacity(WRITE_BUFFER, f),
+                    hour: rel,
+                    name,
+                },
+            );
+        }
+        Ok(&mut self.open.get_mut(&hour).expect("just opened").out)
+    }
+
+    fn in_progress(&self, f: &HourFile<impl Sized>) -> PathBuf {
+        self.dir
+            .join(&f.hour)
+            .join(format!(".{}.inprogress", f.name))
+    }
+
+    /// Flushes the open file of `hour` and moves it to the closed ones.
+    fn close(&mut self, hour: i64) -> Result<(), BoxError> {
+        if let Some(f) = self.open.remove(&hour) {
+            let path = self.in_progress(&f);
+            let out = f
+                .out
+                .into_inner()
+                .map_err(|e| at_path(e.into_error(), "cannot write", &path))?;
+            self.closed.push(HourFile {
+                out,
+                hour: f.hour,
+                name: f.name,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SinkWriter<RideEvent> for TxnWriter {
+    fn write(&mut self, batch: &mut Vec<Record<RideEvent>>) -> Result<(), BoxError> {
+        for r in batch.drain(..) {
+            let hour = hour_of(&r);
+            let mut line = std::mem::take(&mut self.line);
+            to_line(&r, &mut line);
+            let res = self.file(hour).and_then(|f| {
+                f.write_all(&line)
+                    .map_err(|e| BoxError::from(format!("cannot write backup: {e}")))
+            });
+            self.line = line;
+            res?;
+        }
+        Ok(())
+    }
+
+    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
+        if let Some(g) = &self.gauge {
+            g.watermark.fetch_max(wm, Ordering::Relaxed);
+        }
+        let done: Vec<i64> = self
+            .open
+            .keys()
+            .copied()
+            .filter(|h| h.saturating_add(HOUR_MS) <= wm)
+            .collect();
+        for h in done {
+            self.close(h)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        let hours: Vec<i64> = self.open.keys().copied().collect();
+        for h in hours {
+            self.close(h)?;
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.finish()?;
+        if self.closed.is_empty() {
+            return Ok(None);
+        }
+        let mut txn = String::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for f in std::mem::take(&mut self.closed) {
+            let inprogress = self.in_progress(&f);
+            f.out
+                .sync_all()
+                .map_err(|e| at_path(e, "cannot sync", &inprogress))?;
+            drop(f.out);
+            let dir = self.dir.join(&f.hour);
+            let pending = dir.join(format!(".{}.pending", f.name));
+            fs::rename(&inprogress, &pending)
+                .map_err(|e| at_path(e, "cannot rename", &inprogress))?;
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+            txn.push_str(&f.hour);
+            txn.push('/');
+            txn.push_str(&f.name);
+            txn.push('\n');
+        }
+        for d in &dirs {
+            sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
+        }
+        Ok(Some(txn.into_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse_event, Validation};
+
+    fn event(id: u32, time: &str) -> Record<RideEvent> {
+        let line = format!(
+            r#"{{"event_id":"e{id}","event_type":"DRIVER_OFFLINE","timestamp":"2026-01-05T{time}Z","driver_id":"d1"}}"#
+        );
+        let e = parse_event(&line, i64::MAX, &Validation::default()).unwrap();
+        Record::new(e.timestamp, e)
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ridehail-backup-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Every file under `dir`, relative, with its line count.
+    fn files(dir: &Path) -> Vec<(String, usize)> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, usize)>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(root, &p, out);
+                } else {
+                    let n = fs::read_to_string(&p).unwrap().lines().count();
+                    out.push((p.strip_prefix(root).unwrap().display().to_string(), n));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out);
+        out.sort();
+        out
+    }
+
+    fn checkpointing(worker: usize) -> SinkContext {
+        let mut cx = SinkContext::new(worker, 2);
+        cx.checkpointing = true;
+        cx
+    }
+
+    #[test]
+    fn checkpointed_output_is_visible_only_once_committed() {
+        let dir = temp("txn");
+        let sink = BackupSink::new(&dir);
+        sink.recover(&[]).unwrap();
+        let mut w = sink.open(&checkpointing(1)).unwrap();
+        w.write(&mut vec![event(1, "07:10:00"), event(2, "08:00:00")])
+            .unwrap();
+        // The watermark passes hour 07: its file is closed, but not visible.
+        w.watermark(event(0, "08:00:01").timestamp).unwrap();
+        // A late event for hour 07 goes to a new file.
+        w.write(&mut vec![event(3, "07:59:00")]).unwrap();
+        assert!(files(&dir).iter().all(|(f, _)| f.contains("/.part-1-")));
+        let txn = w.pre_commit(1).unwrap().expect("something to commit");
+        let names = std::str::from_utf8(&txn).unwrap();
+        assert_eq!(names.lines().count(), 3, "{names}");
+        assert!(files(&dir).iter().all(|(f, _)| f.ends_with(".pending")));
+        sink.commit(&txn).unwrap();
+        sink.commit(&txn).unwrap(); // idempotent
+        let visible = files(&dir);
+        assert_eq!(visible.len(), 3, "{visible:?}");
+        for (f, n) in &visible {
+            assert!(f.contains("/part-1-") && f.ends_with(".jsonl"), "{f}");
+            assert!(!f.contains("/."), "{f}");
+            assert_eq!(*n, 1);
+        }
+        assert_eq!(
+            visible
+                .iter()
+                .filter(|(f, _)| f.contains("hour=07/"))
+                .count(),
+            2
+        );
+        // Nothing written since: nothing to commit.
+        assert!(w.pre_commit(2).unwrap().is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn recover_commits_the_restored_transactions_and_drops_the_rest() {
+        let dir = temp("recover");
+        let sink = BackupSink::new(&dir);
+        let mut w = sink.open(&checkpointing(0)).unwrap();
+        w.write(&mut vec![event(1, "07:10:00")]).unwrap();
+        let restored = w.pre_commit(1).unwrap().unwrap();
+        // Pre-committed but not in the restored checkpoint, then in progress: both go.
+        w.write(&mut vec![event(2, "09:10:00")]).unwrap();
+        let _lost = w.pre_commit(2).unwrap().unwrap();
+        w.write(&mut vec![event(3, "10:10:00")]).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        // A committed file of an earlier run stays.
+        let kept = dir.join("year=2026/month=01/day=05/hour=06/part-0.jsonl");
+        fs::create_dir_all(kept.parent().unwrap()).unwrap();
+        fs::write(&kept, "{}\n").unwrap();
+
+        sink.recover(&[restored]).unwrap();
+        let left = files(&dir);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[0].0, "year=2026/month=01/day=05/hour=06/part-0.jsonl");
+        assert!(left[1]
+            .0
+            .starts_with("year=2026/month=01/day=05/hour=07/part-0-"));
+        // The hours that held only uncommitted files are gone.
+        assert!(!dir.join("year=2026/month=01/day=05/hour=09").exists());
+        assert!(!dir.join("year=2026/month=01/day=05/hour=10").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_checkpointing_the_layout_is_one_part_file_per_worker_and_hour() {
+        let dir = temp("plain");
+        let sink = BackupSink::new(&dir);
+        let mut w = sink.open(&SinkContext::new(1, 2)).unwrap();
+        w.write(&mut vec![event(1, "07:10:00")]).unwrap();
+        w.watermark(event(0, "08:00:01").timestamp).unwrap();
+        w.write(&mut vec![event(2, "07:59:00"), event(3, "08:01:00")])
+            .unwrap();
+        w.finish().unwrap();
+        assert!(w.pre_commit(u64::MAX).unwrap().is_none());
+        assert_eq!(
+            files(&dir),
+            [
+                (
+                    "year=2026/month=01/day=05/hour=07/part-1.jsonl".to_string(),
+                    2
+                ),
+                (
+                    "year=2026/month=01/day=05/hour=08/part-1.jsonl".to_string(),
+                    1
+                ),
+            ]
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

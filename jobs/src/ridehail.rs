@@ -11,6 +11,27 @@
 //!
 //! Late and anomalous records of each job go to `out/<job>-late/` (or `out/trip-anomalies/`):
 //! every input line ends up in exactly one place or is counted as a duplicate.
+//!
+//! # Checkpoints and resuming
+//!
+//! With [`RunConfig::checkpoint_dir`] the run takes a checkpoint every
+//! [`RunConfig::checkpoint_every`] and every output is written exactly once: sinks write hidden
+//! in-progress files (names starting with `.`), which become visible `part-*.jsonl` files only
+//! when the checkpoint covering them is complete. A run killed at any moment and started again
+//! with [`RunConfig::resume`] continues from its newest checkpoint, and the visible output then
+//! equals that of a run without failure. Readers must ignore files whose names start with `.`.
+//!
+//! - A fresh run (no `resume`) clears the output subdirectories, as always, and the `chk-*`
+//!   checkpoints in the checkpoint directory, so that a later resume cannot pick up a checkpoint
+//!   of an unrelated earlier run. It records what it reads and where it writes in
+//!   [`RUN_MARKER`] there.
+//! - A resumed run keeps the committed output of the earlier run (the sinks commit what the
+//!   checkpoint had pre-committed and delete every other hidden file), and refuses to continue
+//!   if the input or the output directory differ from the earlier run's. With no complete
+//!   checkpoint in the directory it starts from the beginning, exactly like a fresh run.
+//! - The [`Report`] of a resumed run counts only what that run processed: the input after the
+//!   checkpoint ([`Report::resumed_from`]), part of which the killed run may have processed too.
+//!   The `summary` output is per run.
 
 use std::fs;
 use std::io;
@@ -21,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use sluice_connectors::{JsonLinesSink, LinesSource};
 use sluice_engine::prelude::*;
-use sluice_engine::{BoxError, Clock, JobHandle, SystemClock};
+use sluice_engine::{BoxError, Clock, JobHandle, RestoreFrom, SystemClock};
 
 use crate::backup::BackupSink;
 use crate::dedup::{self, DedupConfig};
@@ -72,9 +93,23 @@ pub struct RunConfig {
     pub live: LiveConfig,
     /// The clock of the future-timestamp rule (wall clock by default).
     pub clock: Arc<dyn Clock>,
+    /// Where to write checkpoints; `None` (the default) for no checkpoints. With checkpoints,
+    /// every output is exactly once (see the [module docs](self)).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often to take a checkpoint (with [`checkpoint_dir`](Self::checkpoint_dir)). Default
+    /// 10 s.
+    pub checkpoint_every: Duration,
+    /// Continue from the newest checkpoint in [`checkpoint_dir`](Self::checkpoint_dir) (a fresh
+    /// start if there is none) instead of starting over. Default `false`.
+    pub resume: bool,
 }
 
 impl RunConfig {
+    /// Whether the input is standard input (which a resume cannot read again).
+    pub fn input_is_stdin(&self) -> bool {
+        matches!(self.input, Input::Stdin)
+    }
+
     /// The defaults, reading `input`.
     pub fn new(input: Input) -> Self {
         Self {
@@ -90,11 +125,22 @@ impl RunConfig {
             shifts: ShiftConfig::default(),
             live: LiveConfig::default(),
             clock: Arc::new(SystemClock),
+            checkpoint_dir: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            resume: false,
         }
     }
 }
 
-/// The output subdirectories a run writes (and clears first).
+/// The default [`RunConfig::checkpoint_every`].
+pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// The file in the checkpoint directory where a run records its input and output directory, so
+/// that a resume can refuse to continue a different run.
+pub const RUN_MARKER: &str = "ridehail-run.json";
+
+/// The output subdirectories a run writes (and clears first, unless it resumes: then only
+/// `summary`).
 pub const OUTPUT_DIRS: [&str; 13] = [
     "backup",
     "dead-letters",
@@ -140,6 +186,10 @@ pub struct Report {
     pub wall_secs: f64,
     /// Input lines per second of wall time.
     pub events_per_sec: f64,
+    /// The checkpoint this run resumed from, if any. The counts above then cover only what this
+    /// run processed (the input after that checkpoint, part of which the earlier run may have
+    /// processed too before it was stopped); the output directories hold everything.
+    pub resumed_from: Option<u64>,
 }
 
 /// Live counters a progress display can read while the job runs.
@@ -182,6 +232,7 @@ impl Running {
     ///
     /// The job's failure, naming the operator.
     pub fn finish(self) -> Result<Report, JobError> {
+        let resumed_from = self.handle.restore_info().id;
         let metrics = self.handle.join()?;
         let wall = self.started.elapsed().as_secs_f64();
         let op = |name: &str| metrics.operator(name);
@@ -216,6 +267,7 @@ impl Running {
             ],
             wall_secs: wall,
             events_per_sec: if wall > 0.0 { input as f64 / wall } else { 0.0 },
+            resumed_from,
         })
     }
 }
@@ -226,20 +278,159 @@ impl Running {
 ///
 /// An I/O error naming the directory.
 pub fn prepare_output(out: &Path) -> io::Result<()> {
-    let annotate = |what: &str, p: &Path, e: io::Error| {
-        io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
-    };
+    prepare_dirs(out, &OUTPUT_DIRS)
+}
+
+/// Creates `out`, checks that it can be written and removes its subdirectories `clear`.
+fn prepare_dirs(out: &Path, clear: &[&str]) -> io::Result<()> {
     fs::create_dir_all(out).map_err(|e| annotate("cannot create output directory", out, e))?;
     let probe = out.join(".ridehail-write-test");
     fs::write(&probe, b"ok").map_err(|e| annotate("cannot write to output directory", out, e))?;
     fs::remove_file(&probe).map_err(|e| annotate("cannot write to output directory", out, e))?;
-    for d in OUTPUT_DIRS {
+    for d in clear {
         let p = out.join(d);
         if p.exists() {
             fs::remove_dir_all(&p).map_err(|e| annotate("cannot clear", &p, e))?;
         }
     }
     Ok(())
+}
+
+fn annotate(what: &str, p: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
+
+/// The id of a regular checkpoint directory name (`chk-<id>`), as the engine names them.
+fn checkpoint_id(name: &std::ffi::OsStr) -> Option<u64> {
+    name.to_str()?.strip_prefix("chk-")?.parse().ok()
+}
+
+/// The newest complete checkpoint under `dir` (a `chk-<id>` directory with its `_metadata`
+/// file, which the engine writes last), or `None` if there is none (or no such directory):
+/// the checkpoint a resume restores.
+///
+/// # Errors
+///
+/// An I/O error listing `dir`, naming it.
+pub fn latest_checkpoint(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(annotate("cannot list checkpoint directory", dir, e)),
+    };
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| annotate("cannot list checkpoint directory", dir, e))?;
+        let Some(id) = checkpoint_id(&entry.file_name()) else {
+            continue;
+        };
+        if newest.as_ref().is_some_and(|(n, _)| *n >= id) {
+            continue;
+        }
+        if entry.path().join("_metadata").is_file() {
+            newest = Some((id, entry.path()));
+        }
+    }
+    Ok(newest.map(|(_, p)| p))
+}
+
+/// Removes every `chk-*` checkpoint (complete or not) under `dir`; savepoints stay.
+fn clear_checkpoints(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(annotate("cannot list checkpoint directory", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| annotate("cannot list checkpoint directory", dir, e))?;
+        if checkpoint_id(&entry.file_name()).is_some() {
+            let p = entry.path();
+            fs::remove_dir_all(&p).map_err(|e| annotate("cannot remove old checkpoint", &p, e))?;
+        }
+    }
+    // Durably gone before the output is cleared.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| annotate("cannot sync", dir, e))
+}
+
+/// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
+/// same input and write to the same directory, or its output would be partial or duplicated.
+fn run_identity(cfg: &RunConfig) -> serde_json::Value {
+    let absolute = |p: &Path| {
+        fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let input = match &cfg.input {
+        Input::Files(paths) => {
+            serde_json::json!(paths.iter().map(|p| absolute(p)).collect::<Vec<_>>())
+        }
+        Input::Stdin => serde_json::json!("-"),
+        Input::Generator(g) => {
+            // What the simulation produces: its settings with the effective number of splits,
+            // but not its pace (resuming at another rate is fine).
+            let mut g = *g;
+            if g.splits == 1 {
+                g.splits = cfg.parallelism;
+            }
+            g.pace = crate::generator::Pace::Unlimited;
+            serde_json::json!(format!("generator {g:?}"))
+        }
+    };
+    serde_json::json!({ "out": absolute(&cfg.out), "input": input })
+}
+
+/// Prepares the output and checkpoint directories of a run with checkpoints; returns the
+/// checkpoint to restore (`None`: start from the beginning).
+fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
+    let latest = if cfg.resume {
+        latest_checkpoint(dir)?
+    } else {
+        None
+    };
+    let marker = dir.join(RUN_MARKER);
+    if let Some(chk) = latest {
+        match fs::read(&marker) {
+            Ok(bytes) => {
+                let recorded: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{} is corrupt: {e}", marker.display()))?;
+                let now = run_identity(cfg);
+                for (key, what) in [("input", "input"), ("out", "output directory")] {
+                    if recorded[key] != now[key] {
+                        return Err(format!(
+                            "cannot resume: the checkpoints in {} are of a run with another \
+                             {what} ({} there, {} now); resume with the same input and output \
+                             directory, or start over without resuming",
+                            dir.display(),
+                            recorded[key],
+                            now[key]
+                        )
+                        .into());
+                    }
+                }
+            }
+            // Checkpoints written by something else: nothing to compare with.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(annotate("cannot read", &marker, e).into()),
+        }
+        prepare_dirs(&cfg.out, &["summary"])?;
+        return Ok(Some(chk));
+    }
+    // A fresh start (also a resume with nothing to resume from: no checkpoint completed, so
+    // no output was committed either). The checkpoints go first: were the output cleared first
+    // and the run killed before the checkpoints were, a resume would restore a checkpoint whose
+    // output is gone.
+    clear_checkpoints(dir)?;
+    prepare_dirs(&cfg.out, &OUTPUT_DIRS)?;
+    fs::create_dir_all(dir).map_err(|e| annotate("cannot create checkpoint directory", dir, e))?;
+    let tmp = dir.join(format!("{RUN_MARKER}.tmp"));
+    fs::write(&tmp, serde_json::to_vec_pretty(&run_identity(cfg))?)
+        .map_err(|e| annotate("cannot write", &tmp, e))?;
+    fs::rename(&tmp, &marker).map_err(|e| annotate("cannot write", &marker, e))?;
+    Ok(None)
 }
 
 fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
@@ -259,8 +450,27 @@ fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
 /// An invalid configuration (of the generator or the engine) or an output directory that
 /// cannot be written.
 pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
-    prepare_output(&cfg.out)?;
-    let env = StreamEnv::new(Config::default().parallelism(cfg.parallelism));
+    let mut config = Config::default().parallelism(cfg.parallelism);
+    match &cfg.checkpoint_dir {
+        None if cfg.resume => {
+            return Err("resuming needs the checkpoint directory of the earlier run".into())
+        }
+        None => prepare_output(&cfg.out)?,
+        Some(_) if cfg.resume && matches!(cfg.input, Input::Stdin) => {
+            return Err("cannot resume reading standard input: it cannot be read again".into())
+        }
+        Some(dir) => {
+            config = config
+                .checkpoint_dir(dir)
+                .checkpoint_every(cfg.checkpoint_every);
+            if let Some(chk) = prepare_checkpointed(cfg, dir)? {
+                // The checkpoint found above, not "the latest readable one": should it be
+                // unreadable, an older one would repeat output its successor already committed.
+                config = config.restore(RestoreFrom::Path(chk));
+            }
+        }
+    }
+    let env = StreamEnv::new(config);
     let mut ingest = IngestConfig {
         validate: ValidateConfig {
             validation: cfg.validation,
@@ -356,7 +566,9 @@ fn json_value(e: &RideEvent) -> serde_json::Value {
     serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)
 }
 
-/// A dead-letter sink that also counts per reason (once per batch).
+/// A dead-letter sink that also counts per reason (once per batch). Everything else, the
+/// two-phase commit included, is the inner sink's: the dead letters are exactly once under
+/// checkpointing like every other output.
 struct CountingDeadLetters {
     inner: JsonLinesSink<DeadLetter>,
     counts: Arc<Vec<AtomicU64>>,
@@ -369,6 +581,14 @@ impl Sink<DeadLetter> for CountingDeadLetters {
             counts: self.counts.clone(),
             local: vec![0; Reason::ALL.len()],
         }))
+    }
+
+    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
+        self.inner.commit(txn)
+    }
+
+    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        self.inner.recover(txns)
     }
 }
 
@@ -402,6 +622,10 @@ impl SinkWriter<DeadLetter> for CountingWriter {
 
     fn finish(&mut self) -> Result<(), BoxError> {
         self.inner.finish()
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.inner.pre_commit(checkpoint)
     }
 }
 
@@ -463,5 +687,35 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_latest_checkpoint_is_the_newest_complete_one() {
+        let dir = std::env::temp_dir().join(format!("ridehail-latest-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(latest_checkpoint(&dir).unwrap(), None);
+        for (name, complete) in [
+            ("chk-0000000002", true),
+            ("chk-0000000010", true),
+            ("chk-0000000011", false),
+            ("savepoint-0000000012", true),
+        ] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+            if complete {
+                fs::write(dir.join(name).join("_metadata"), b"").unwrap();
+            }
+        }
+        assert_eq!(
+            latest_checkpoint(&dir).unwrap(),
+            Some(dir.join("chk-0000000010"))
+        );
+        clear_checkpoints(&dir).unwrap();
+        assert_eq!(latest_checkpoint(&dir).unwrap(), None);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["savepoint-0000000012"]);
+        let _ = fs::remove_dir_all(&dir);
     }
 }

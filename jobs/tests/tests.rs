@@ -10,6 +10,7 @@
 //! | `dedup` | dedup: golden file (repeats, horizon), order and parallelism independence |
 //! | `surge` | surge: hand-computed golden file hitting every tier, order and parallelism independence, late events |
 //! | `cli` | the `ridehail` binary end to end: default run, `generate | run --input -`, clear errors |
+//! | `crash` | `ridehail run` SIGKILLed 20+ times and resumed from checkpoints: output equals a failure-free run's; `--resume` errors |
 //! | `ingest` | generated data with faults at 1 and 2 workers: lines = valid + dead letters, valid = unique + duplicates |
 //!
 //! `fixtures` and `pipelines` hold what they share (inputs, running under a deadline, shuffles
@@ -18,6 +19,7 @@
 
 mod it {
     mod cli;
+    mod crash;
     mod dedup;
     mod fixtures;
     mod generator;

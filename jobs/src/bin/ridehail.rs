@@ -30,6 +30,18 @@ struct Cli {
 enum Command {
     /// Run every job over generated events (the default) or JSON Lines input, writing JSON Lines
     /// under --out.
+    ///
+    /// With --checkpoint-dir the run takes a checkpoint every --checkpoint-every and writes every
+    /// output exactly once: output becomes visible (as part-*.jsonl files) when the checkpoint
+    /// covering it is complete; until then it sits in hidden files (names starting with `.`),
+    /// which readers must ignore. A run that was killed or crashed continues from its newest
+    /// checkpoint when started again with the same flags plus --resume, and its output is then
+    /// the same as that of a run without failure. Without --resume, a run with --checkpoint-dir
+    /// starts over: it clears the output and the old checkpoints.
+    ///
+    /// The summary (printed, and in OUT/summary/summary.json) of a resumed run counts only what
+    /// that run processed: the input after the checkpoint it resumed from, part of which the
+    /// earlier run may have processed too. The output directories hold everything.
     Run(RunArgs),
     /// Write simulated events as JSON Lines to a file or standard output.
     Generate(GenerateArgs),
@@ -114,9 +126,20 @@ struct RunArgs {
     /// Worker threads.
     #[arg(long, short = 'p', default_value_t = 2)]
     parallelism: usize,
-    /// Output directory (its job subdirectories are replaced).
+    /// Output directory (its job subdirectories are replaced, unless resuming).
     #[arg(long, default_value = "out")]
     out: PathBuf,
+    /// Take checkpoints in this directory: exactly-once output, and --resume after a crash.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// How often to take a checkpoint (with --checkpoint-dir). Default: 10s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    checkpoint_every: Option<Duration>,
+    /// Continue a killed or failed run from its newest checkpoint in --checkpoint-dir, keeping
+    /// its output (start from the beginning if there is none). Give the same input and --out
+    /// as the run it continues.
+    #[arg(long)]
+    resume: bool,
     /// How out of order events may be (watermark delay).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     max_out_of_orderness: Duration,
@@ -174,6 +197,16 @@ fn run(args: RunArgs) -> Result<()> {
     if args.parallelism == 0 {
         bail!("--parallelism must be at least 1");
     }
+    if args.resume && args.checkpoint_dir.is_none() {
+        bail!("--resume needs --checkpoint-dir: the directory of the checkpoints to resume from");
+    }
+    match args.checkpoint_every {
+        Some(_) if args.checkpoint_dir.is_none() => {
+            bail!("--checkpoint-every needs --checkpoint-dir: where to write the checkpoints")
+        }
+        Some(d) if d.is_zero() => bail!("--checkpoint-every must be longer than zero"),
+        _ => {}
+    }
     let input = if args.input.is_empty() {
         Input::Generator(args.city.config(1)?)
     } else if args.input.iter().any(|p| p.as_os_str() == "-") {
@@ -200,8 +233,39 @@ fn run(args: RunArgs) -> Result<()> {
     cfg.shifts.gap = args.shift_gap;
     cfg.trips.timeout = args.trip_timeout;
     cfg.live.snapshot_interval = args.snapshot_every;
+    cfg.checkpoint_dir = args.checkpoint_dir.clone();
+    if let Some(every) = args.checkpoint_every {
+        cfg.checkpoint_every = every;
+    }
+    cfg.resume = args.resume;
+    if args.resume && cfg.input_is_stdin() {
+        bail!(
+            "--resume cannot continue reading standard input (--input -): it cannot be read again"
+        );
+    }
 
     let running = ridehail::start(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.resume {
+        let info = running.handle().restore_info();
+        match (&info.restored, info.id) {
+            (Some(path), Some(id)) => eprintln!(
+                "ridehail: resuming from checkpoint {id} ({}){}",
+                path.display(),
+                if info.finished {
+                    "; the earlier run had finished, so there is nothing left to do"
+                } else {
+                    ""
+                }
+            ),
+            _ => eprintln!(
+                "ridehail: no checkpoint in {}; starting from the beginning",
+                args.checkpoint_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"))
+                    .display()
+            ),
+        }
+    }
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let progress_thread = if show_progress {
@@ -266,6 +330,12 @@ fn print_summary(r: &Report, cfg: &RunConfig) {
         cfg.parallelism,
         cfg.out.display()
     );
+    if let Some(id) = r.resumed_from {
+        let _ = writeln!(
+            out,
+            "  resumed from checkpoint {id}: the counts cover only this run, the output everything"
+        );
+    }
     let _ = writeln!(out, "  events in        {:>12}", r.events_in);
     let _ = writeln!(out, "  valid            {:>12}", r.valid);
     let _ = writeln!(out, "  dead letters     {:>12}", r.dead_letters);

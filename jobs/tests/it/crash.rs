@@ -1,0 +1,352 @@
+//! The crash test applied to the `ridehail` binary: `ridehail run` with a checkpoint every
+//! 100 ms is SIGKILLed at random moments (at least [`KILLS`] times) and started again with
+//! `--resume` each time, until a run finishes; then every output directory's committed lines
+//! must equal those of a failure-free run exactly: no loss, no duplicate, and no hidden
+//! (uncommitted) file may be left.
+//!
+//! Should a run finish before the test has killed enough, the test checks that output and starts
+//! over (fresh output and checkpoint directories), so kills land everywhere, the final
+//! checkpoint included, however fast the machine.
+//!
+//! The input is generated with faults (duplicates, malformed lines, out-of-order and late
+//! events) and crosses an hour boundary, so dead letters, duplicates, the late outputs and a
+//! backup hour closed and reopened by late events are compared too. Every output but `summary`
+//! (per run by design: it counts what that run processed) is compared, the backup by hour
+//! directory. Both runs use one worker: at two, an operator behind a second exchange (surge,
+//! after dedup) merges channels from both workers, and whether an event minutes late is behind
+//! their combined watermark could depend on how far one worker's channel lags the other's,
+//! that is on thread timing rather than on the input.
+//!
+//! `RIDEHAIL_CRASH_SEED` changes the kill moments.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How many times the test kills `ridehail run`, at least.
+const KILLS: usize = 20;
+
+fn ridehail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ridehail"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ridehail-crash-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn check(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every committed line under `dir`, by path relative to it (the file name dropped: files are
+/// named per worker, run and checkpoint), counted.
+type Lines = BTreeMap<(String, String), usize>;
+
+/// The committed output: per output subdirectory (all but `summary`), its lines. Hidden files
+/// (in progress, pending) are skipped and counted apart.
+fn committed(out: &Path) -> (BTreeMap<String, Lines>, Vec<PathBuf>) {
+    fn walk(root: &Path, dir: &Path, lines: &mut Lines, hidden: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &path, lines, hidden);
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with('.') {
+                hidden.push(path);
+                continue;
+            }
+            let rel = dir.strip_prefix(root).unwrap().display().to_string();
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                *lines.entry((rel.clone(), line.to_string())).or_default() += 1;
+            }
+        }
+    }
+    let mut all = BTreeMap::new();
+    let mut hidden = Vec::new();
+    for e in std::fs::read_dir(out).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "summary" || !e.file_type().unwrap().is_dir() {
+            continue;
+        }
+        let mut lines = Lines::new();
+        walk(&e.path(), &e.path(), &mut lines, &mut hidden);
+        all.insert(name, lines);
+    }
+    (all, hidden)
+}
+
+fn total(lines: &Lines) -> usize {
+    lines.values().sum()
+}
+
+/// Checks that the committed output under `out` is exactly `expected`, with nothing left
+/// uncommitted.
+fn compare(out: &Path, expected: &BTreeMap<String, Lines>, kills: usize) {
+    let (got, hidden) = committed(out);
+    assert!(
+        hidden.is_empty(),
+        "uncommitted files left after the last run: {hidden:?}"
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (name, want) in expected {
+        let have = &got[name];
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, n)| have.get(*k).copied().unwrap_or(0) < **n)
+            .take(3)
+            .collect();
+        let extra: Vec<_> = have
+            .iter()
+            .filter(|(k, n)| want.get(*k).copied().unwrap_or(0) < **n)
+            .take(3)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name} after {kills} kills: {} lines, {} expected; missing (first 3) {missing:?}, \
+             extra (first 3) {extra:?}",
+            total(have),
+            total(want),
+        );
+    }
+}
+
+#[test]
+fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
+    let started = Instant::now();
+    let dir = temp_dir("kill");
+    let input = dir.join("input.jsonl");
+    let generated = ridehail()
+        .args([
+            "generate",
+            "--seed",
+            "11",
+            // Across an hour boundary: the backup closes an hour, and late events reopen it.
+            "--start",
+            "2026-01-05T07:54:00Z",
+            "--duration",
+            "12m",
+            "--faults",
+            "typical",
+            "--out",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    check(&generated, "ridehail generate");
+
+    let run = |out: &Path| {
+        let mut c = ridehail();
+        c.args(["run", "--quiet", "--parallelism", "1", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let reference = dir.join("reference");
+    check(&run(&reference).output().unwrap(), "the reference run");
+    let (expected, hidden) = committed(&reference);
+    assert!(hidden.is_empty(), "{hidden:?}");
+    for (name, lines) in &expected {
+        let n = total(lines);
+        let floor = if name == "shifts-late" { 0 } else { 10 };
+        assert!(
+            n >= floor,
+            "the reference run wrote only {n} lines to {name}"
+        );
+    }
+    assert_eq!(expected.len(), 12, "{:?}", expected.keys());
+    let hours: std::collections::BTreeSet<_> = expected["backup"].keys().map(|k| &k.0).collect();
+    assert_eq!(hours.len(), 2, "{hours:?}");
+
+    let out = dir.join("out");
+    let checkpoints = dir.join("checkpoints");
+    let seed = std::env::var("RIDEHAIL_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (mut kills, mut runs, mut restored) = (0, 0, 0);
+    let mut cycles: Vec<usize> = Vec::new(); // kills per cycle
+                                             // A cycle: runs with --resume, killed at random moments, until one finishes; then the output
+                                             // is checked. Should a run finish before the test has killed enough, it starts over with
+                                             // another cycle (a fresh output and checkpoint directory), so the kill count cannot fall
+                                             // short however fast the machine.
+    while kills < KILLS {
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        let (mut cycle_runs, mut cycle_kills) = (0, 0);
+        let last = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no completion after {runs} runs, {kills} kills"
+            );
+            let log = dir.join(format!("run-{runs}.stderr"));
+            let mut child = run(&out)
+                .arg("--checkpoint-dir")
+                .arg(&checkpoints)
+                .args(["--checkpoint-every", "100ms", "--resume"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            runs += 1;
+            cycle_runs += 1;
+            let mut killed = false;
+            if kills < KILLS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Kills land anywhere: in start-up and restore, processing, checkpoints,
+                // commits, the final checkpoint.
+                let after = Duration::from_millis(50 + x % 1000);
+                let t = Instant::now();
+                while t.elapsed() < after && child.try_wait().unwrap().is_none() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    kills += 1;
+                    cycle_kills += 1;
+                    killed = true;
+                }
+            }
+            let status = child.wait().unwrap();
+            let stderr = std::fs::read_to_string(&log).unwrap();
+            if stderr.contains("resuming from checkpoint") {
+                restored += 1;
+            }
+            if !killed {
+                assert!(status.success(), "run {runs} failed: {status}\n{stderr}");
+                break stderr;
+            }
+        };
+        assert!(
+            last.contains("resuming from checkpoint") || cycle_runs == 1,
+            "the last run did not resume: {last}"
+        );
+        compare(&out, &expected, cycle_kills);
+        cycles.push(cycle_kills);
+    }
+    // The summary of the last run counts only what it processed.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary/summary.json")).unwrap())
+            .unwrap();
+    let lines = std::fs::read_to_string(&input).unwrap().lines().count();
+    eprintln!(
+        "ridehail crash test: {runs} runs, {kills} kills (per cycle: {cycles:?}), {restored} resumed \
+         from a checkpoint, the last run read {} of {lines} lines; {:.1} s",
+        summary["events_in"],
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        restored >= KILLS / 2,
+        "only {restored} of {runs} runs resumed from a checkpoint"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_needs_a_checkpoint_dir_and_the_same_run() {
+    let dir = temp_dir("resume-errors");
+    let r = ridehail()
+        .args(["run", "--duration", "1m", "--quiet", "--resume", "--out"])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("--resume needs --checkpoint-dir"), "{err}");
+    assert!(
+        !dir.join("out").exists(),
+        "nothing is written on a usage error"
+    );
+    let r = ridehail()
+        .args([
+            "run",
+            "--duration",
+            "1m",
+            "--checkpoint-every",
+            "1s",
+            "--out",
+        ])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("--checkpoint-every needs --checkpoint-dir"),
+        "{err}"
+    );
+
+    let r = ridehail()
+        .args(["run", "--input", "-", "--resume", "--checkpoint-dir"])
+        .arg(dir.join("chk"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("standard input"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    // A finished run with checkpoints, then a resume of it into another directory.
+    let first = ridehail()
+        .args(["run", "--duration", "2m", "--quiet", "--out"])
+        .arg(dir.join("a"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("chk"))
+        .output()
+        .unwrap();
+    check(&first, "a run with checkpoints");
+    let r = ridehail()
+        .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
+        .arg(dir.join("b"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("chk"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("another output directory"), "{err}");
+
+    // Resuming the finished run changes nothing and says where it resumed from.
+    let (before, _) = committed(&dir.join("a"));
+    let r = ridehail()
+        .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
+        .arg(dir.join("a"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("chk"))
+        .output()
+        .unwrap();
+    check(&r, "resuming a finished run");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("resuming from checkpoint"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("resumed from checkpoint"),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    let (after, hidden) = committed(&dir.join("a"));
+    assert!(hidden.is_empty(), "{hidden:?}");
+    assert_eq!(before, after);
+    let _ = std::fs::remove_dir_all(&dir);
+}
