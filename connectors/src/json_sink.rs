@@ -7,9 +7,11 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::txn_files::{at_path, encode_txn, run_token, TxnDir, TxnFile};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::{BoxError, Record};
 
@@ -22,9 +24,10 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// # Exactly-once output
 ///
 /// In a job with checkpointing ([`Config::checkpoint_dir`](sluice_engine::Config::checkpoint_dir))
-/// each worker writes to a hidden in-progress file `.part-{worker}-{run}-{seq}.jsonl.inprogress`.
+/// each worker writes to a hidden in-progress file `.part-{worker}-{run}-{seq}.inprogress`.
 /// On a checkpoint barrier the file is flushed, fsynced and renamed to `….pending` (pre-commit);
-/// when the checkpoint is complete it is renamed to `part-{worker}-{run}-{seq}.jsonl` (commit).
+/// when the checkpoint is complete it is renamed to `part-{worker}-{run}-{seq}-c{id}.jsonl`
+/// (commit). See [`txn_files`](crate::txn_files) for the protocol.
 /// On restore, pending files the restored checkpoint covers are committed and every other
 /// in-progress or pending file is deleted, so the visible `part-*.jsonl` files hold every output
 /// record exactly once. `{run}` is unique per job run, so files of a restored run never collide
@@ -89,11 +92,6 @@ impl<T: Serialize + 'static> JsonLinesSink<T> {
     }
 }
 
-/// Adds `what` and `path` to an I/O error's message, keeping its kind.
-fn at_path(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-}
-
 impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
         if cx.checkpointing {
@@ -111,55 +109,12 @@ impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
     }
 
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        let names = std::str::from_utf8(txn).map_err(|_| "a transaction is not UTF-8")?;
-        for name in names.lines() {
-            let pending = self.dir.join(format!(".{name}.pending"));
-            let committed = self.dir.join(name);
-            match fs::rename(&pending, &committed) {
-                Ok(()) => {}
-                // Committed before (a commit is repeated on restore).
-                Err(e) if e.kind() == io::ErrorKind::NotFound && committed.exists() => {}
-                Err(e) => return Err(at_path(e, "cannot commit", &pending).into()),
-            }
-        }
-        sync_dir(&self.dir).map_err(|e| at_path(e, "cannot sync", &self.dir))?;
-        Ok(())
+        TxnDir::new(&self.dir).commit(txn)
     }
 
-    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        for txn in txns {
-            self.commit(txn)?;
-        }
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(at_path(e, "cannot list", &self.dir).into()),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| at_path(e, "cannot list", &self.dir))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(".part-")
-                && (name.ends_with(".inprogress") || name.ends_with(".pending"))
-            {
-                fs::remove_file(entry.path())
-                    .map_err(|e| at_path(e, "cannot remove", &entry.path()))?;
-            }
-        }
-        Ok(())
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        TxnDir::new(&self.dir).recover(restored, txns)
     }
-}
-
-/// Unique per job run (process id and start time), so part files never collide across runs.
-fn run_token() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// A writer under checkpointing: in-progress file, pending on pre-commit.
@@ -168,22 +123,8 @@ struct TxnWriter {
     /// `part-{worker}-{run}`.
     prefix: String,
     seq: u64,
-    /// The open in-progress file and its committed name.
-    current: Option<(BufWriter<File>, String)>,
+    current: Option<TxnFile>,
     line: Vec<u8>,
-}
-
-impl TxnWriter {
-    fn file(&mut self) -> Result<&mut BufWriter<File>, BoxError> {
-        if self.current.is_none() {
-            let name = format!("{}-{:06}.jsonl", self.prefix, self.seq);
-            self.seq += 1;
-            let path = self.dir.join(format!(".{name}.inprogress"));
-            let file = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
-            self.current = Some((BufWriter::with_capacity(WRITE_BUFFER, file), name));
-        }
-        Ok(&mut self.current.as_mut().expect("just opened").0)
-    }
 }
 
 impl<T: Serialize> SinkWriter<T> for TxnWriter {
@@ -191,34 +132,29 @@ impl<T: Serialize> SinkWriter<T> for TxnWriter {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut line = std::mem::take(&mut self.line);
-        let dir = self.dir.clone();
-        let out = self.file()?;
-        for record in batch.drain(..) {
-            line.clear();
-            serde_json::to_writer(&mut line, &record.value)
-                .map_err(|e| format!("cannot serialize a record for {}: {e}", dir.display()))?;
-            line.push(b'\n');
-            out.write_all(&line)
-                .map_err(|e| at_path(e, "cannot write in", &dir))?;
+        if self.current.is_none() {
+            let base = format!("{}-{:06}", self.prefix, self.seq);
+            self.seq += 1;
+            self.current = Some(TxnFile::create(&self.dir, "", base)?);
         }
-        self.line = line;
+        let out = self.current.as_mut().expect("just opened");
+        for record in batch.drain(..) {
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &record.value).map_err(|e| {
+                format!("cannot serialize a record for {}: {e}", self.dir.display())
+            })?;
+            self.line.push(b'\n');
+            out.write_all(&self.line)?;
+        }
         Ok(())
     }
 
-    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        let Some((out, name)) = self.current.take() else {
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        let Some(file) = self.current.take() else {
             return Ok(None);
         };
-        let inprogress = self.dir.join(format!(".{name}.inprogress"));
-        let file = out
-            .into_inner()
-            .map_err(|e| at_path(e.into_error(), "cannot write", &inprogress))?;
-        file.sync_all()
-            .map_err(|e| at_path(e, "cannot sync", &inprogress))?;
-        let pending = self.dir.join(format!(".{name}.pending"));
-        fs::rename(&inprogress, &pending).map_err(|e| at_path(e, "cannot rename", &inprogress))?;
-        Ok(Some(name.into_bytes()))
+        let name = file.pre_commit(checkpoint)?;
+        Ok(Some(encode_txn([name.as_str()])))
     }
 }
 
@@ -274,6 +210,7 @@ impl<T: Serialize> SinkWriter<T> for JsonLinesWriter {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::path::Path;
 
     use sluice_engine::time::NO_TIMESTAMP;
 
@@ -384,7 +321,7 @@ mod tests {
         w.write(&mut vec![Record::new(NO_TIMESTAMP, 3)]).unwrap();
         // The process dies here: one pending file per checkpoint and one in-progress file.
         drop(w);
-        sink.recover(&[kept]).unwrap();
+        sink.recover(Some(1), &[kept]).unwrap();
         let left = names(dir.path());
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(
@@ -392,7 +329,9 @@ mod tests {
             "1\n"
         );
         // A commit of a file that is neither pending nor committed is an error, not silence.
-        let err = sink.commit(b"part-9-x-000000.jsonl").unwrap_err();
+        let err = sink
+            .commit(b"part-9-x-000000-c0000000001.jsonl")
+            .unwrap_err();
         assert!(err.to_string().contains("cannot commit"), "{err}");
     }
 }

@@ -23,6 +23,7 @@ mod json_source;
 mod lines;
 mod print;
 mod share;
+pub mod txn_files;
 mod vec_source;
 
 pub use collect::CollectSink;

@@ -64,13 +64,16 @@ pub trait Sink<T>: Send + Sync + 'static {
     }
 
     /// Called once before a job with checkpointing starts, before any writer opens: commit
-    /// `txns` (the transactions of the checkpoint being restored; none on a fresh start) and
-    /// discard everything else left pending by an earlier run. Default: nothing.
+    /// `txns` (the transactions of checkpoint `restored`, the one being restored; none on a
+    /// fresh start) and discard everything else left pending by an earlier run. A sink that can
+    /// should also roll back output committed by checkpoints newer than `restored` (there are
+    /// such only when the newest checkpoint was unreadable and an older one is restored): the
+    /// restored job produces it again. Default: nothing.
     ///
     /// # Errors
     ///
     /// An error fails the job before it starts.
-    fn recover(&self, _txns: &[Vec<u8>]) -> Result<(), BoxError> {
+    fn recover(&self, _restored: Option<u64>, _txns: &[Vec<u8>]) -> Result<(), BoxError> {
         Ok(())
     }
 }

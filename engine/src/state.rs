@@ -612,10 +612,12 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
         match &mut self.values {
             Values::Plain(map) => {
                 let entries: Vec<(K, V)> = decode(bytes)?;
+                map.reserve(entries.len());
                 map.extend(entries);
             }
             Values::Expiring(map) => {
                 let entries: Vec<(K, (V, Timestamp))> = decode(bytes)?;
+                map.reserve(entries.len());
                 for (k, (value, expires)) in entries {
                     Self::queue(&mut self.expiry, self.bucket, &k, expires);
                     map.insert(k, Slot { value, expires });

@@ -9,22 +9,24 @@
 //!
 //! In a job with checkpoints the sink follows the same two-phase commit as
 //! [`JsonLinesSink`](sluice_connectors::JsonLinesSink), per hour directory: a worker writes
-//! hidden in-progress files `.part-{worker}-{run}-{seq}.jsonl.inprogress`; on a checkpoint
+//! hidden in-progress files `.part-{worker}-{run}-{seq}.inprogress`; on a checkpoint
 //! barrier each is flushed, fsynced and renamed to `….pending` (the directory fsynced too), and
 //! the transaction lists their paths relative to the backup directory; when the checkpoint is
-//! complete they are renamed to `part-{worker}-{run}-{seq}.jsonl`. On restore the restored
-//! checkpoint's files are committed and every other in-progress or pending file under the tree
-//! is deleted. `{run}` is unique per job run, so a restored run never overwrites a committed
+//! complete they are renamed to `part-{worker}-{run}-{seq}-c{checkpoint}.jsonl`. On restore the
+//! restored checkpoint's files are committed, every other in-progress or pending file under the
+//! tree is deleted, and files committed by newer checkpoints are rolled back
+//! ([`txn_files`](sluice_connectors::txn_files) has the protocol). `{run}` is unique per job run, so a restored run never overwrites a committed
 //! file, and `{seq}` per file, so an hour receives a new file after every checkpoint that
 //! covered it. Readers should ignore names starting with `.`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use sluice_connectors::txn_files::{encode_txn, run_token, TxnDir, TxnFile};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::{BoxError, Record, Timestamp};
 
@@ -70,57 +72,6 @@ fn hour_path(ts: Timestamp) -> String {
     format!("year={y:04}/month={m:02}/day={d:02}/hour={h:02}")
 }
 
-/// Adds `what` and `path` to an I/O error's message, keeping its kind.
-fn at_path(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Unique per job run (process id and start time), so part files never collide across runs.
-fn run_token() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
-}
-
-/// Whether `name` is a file a transactional writer leaves behind until it is committed.
-fn is_uncommitted(name: &str) -> bool {
-    name.starts_with(".part-") && (name.ends_with(".inprogress") || name.ends_with(".pending"))
-}
-
-/// Deletes every uncommitted file under `dir`, and the directories that only held such files.
-/// Returns whether `dir` is one of those (empty now, and only because of the deletions).
-fn remove_uncommitted(dir: &Path) -> io::Result<bool> {
-    let mut empty = true;
-    let mut removed = false;
-    for entry in fs::read_dir(dir).map_err(|e| at_path(e, "cannot list", dir))? {
-        let entry = entry.map_err(|e| at_path(e, "cannot list", dir))?;
-        let path = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| at_path(e, "cannot inspect", &path))?;
-        if kind.is_dir() {
-            if remove_uncommitted(&path)? {
-                fs::remove_dir(&path).map_err(|e| at_path(e, "cannot remove", &path))?;
-                removed = true;
-            } else {
-                empty = false;
-            }
-        } else if is_uncommitted(&entry.file_name().to_string_lossy()) {
-            fs::remove_file(&path).map_err(|e| at_path(e, "cannot remove", &path))?;
-            removed = true;
-        } else {
-            empty = false;
-        }
-    }
-    // An empty directory that held nothing of ours is left alone.
-    Ok(empty && removed)
-}
-
 impl Sink<RideEvent> for BackupSink {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<RideEvent>>, BoxError> {
         fs::create_dir_all(&self.dir)
@@ -145,47 +96,12 @@ impl Sink<RideEvent> for BackupSink {
         }))
     }
 
-    /// Renames the pending files a transaction lists (`hour path/name` lines) to their committed
-    /// names; a file committed before is fine (commits repeat on restore).
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        let text = std::str::from_utf8(txn).map_err(|_| "a backup transaction is not UTF-8")?;
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for rel in text.lines() {
-            let (hour, name) = rel
-                .rsplit_once('/')
-                .ok_or_else(|| format!("a backup transaction names {rel:?}, not hour/file"))?;
-            let hour_dir = self.dir.join(hour);
-            let pending = hour_dir.join(format!(".{name}.pending"));
-            let committed = hour_dir.join(name);
-            match fs::rename(&pending, &committed) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound && committed.exists() => {}
-                Err(e) => return Err(at_path(e, "cannot commit", &pending).into()),
-            }
-            if !dirs.contains(&hour_dir) {
-                dirs.push(hour_dir);
-            }
-        }
-        for d in &dirs {
-            sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
-        }
-        Ok(())
+        TxnDir::new(&self.dir).commit(txn)
     }
 
-    /// Commits the restored checkpoint's transactions, then deletes every other in-progress or
-    /// pending file under the backup directory.
-    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        for txn in txns {
-            self.commit(txn)?;
-        }
-        match fs::metadata(&self.dir) {
-            Ok(_) => {
-                remove_uncommitted(&self.dir)?;
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(at_path(e, "cannot read", &self.dir).into()),
-        }
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        TxnDir::new(&self.dir).recover(restored, txns)
     }
 }
 
@@ -273,14 +189,6 @@ impl SinkWriter<RideEvent> for BackupWriter {
 }
 
 /// A file of the transactional writer: the open in-progress file and its committed name.
-struct HourFile<W> {
-    out: W,
-    /// `year=…/month=…/day=…/hour=…`.
-    hour: String,
-    /// `part-{worker}-{run}-{seq}.jsonl`.
-    name: String,
-}
-
 /// Under checkpointing: in-progress files per hour, pending on pre-commit, committed by the
 /// checkpoint (see the [module docs](self)).
 struct TxnWriter {
@@ -289,65 +197,22 @@ struct TxnWriter {
     prefix: String,
     seq: u64,
     /// Open in-progress files by hour start.
-    open: HashMap<i64, HourFile<BufWriter<File>>>,
-    /// Flushed in-progress files of hours the watermark has passed, not yet pre-committed.
-    closed: Vec<HourFile<File>>,
+    open: HashMap<i64, TxnFile>,
+    /// In-progress files of hours the watermark has passed, not yet pre-committed.
+    closed: Vec<TxnFile>,
     line: Vec<u8>,
     gauge: Option<Arc<Progress>>,
 }
 
 impl TxnWriter {
-    fn file(&mut self, hour: i64) -> Result<&mut BufWriter<File>, BoxError> {
+    fn file(&mut self, hour: i64) -> Result<&mut TxnFile, BoxError> {
         if !self.open.contains_key(&hour) {
-            let rel = hour_path(hour);
-            let dir = self.dir.join(&rel);
-            if !dir.is_dir() {
-                fs::create_dir_all(&dir).map_err(|e| at_path(e, "cannot create", &dir))?;
-                // Make the new directories durable, so that pending files in them are.
-                for d in dir.ancestors().skip(1) {
-                    sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
-                    if d == self.dir {
-                        break;
-                    }
-                }
-            }
-            let name = format!("{}-{:06}.jsonl", self.prefix, self.seq);
+            let base = format!("{}-{:06}", self.prefix, self.seq);
             self.seq += 1;
-            let path = dir.join(format!(".{name}.inprogress"));
-            let f = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
-            self.open.insert(
-                hour,
-                HourFile {
-                    out: BufWriter::with_capacity(WRITE_BUFFER, f),
-                    hour: rel,
-                    name,
-                },
-            );
+            let f = TxnFile::create(&self.dir, &hour_path(hour), base)?;
+            self.open.insert(hour, f);
         }
-        Ok(&mut self.open.get_mut(&hour).expect("just opened").out)
-    }
-
-    fn in_progress(&self, f: &HourFile<impl Sized>) -> PathBuf {
-        self.dir
-            .join(&f.hour)
-            .join(format!(".{}.inprogress", f.name))
-    }
-
-    /// Flushes the open file of `hour` and moves it to the closed ones.
-    fn close(&mut self, hour: i64) -> Result<(), BoxError> {
-        if let Some(f) = self.open.remove(&hour) {
-            let path = self.in_progress(&f);
-            let out = f
-                .out
-                .into_inner()
-                .map_err(|e| at_path(e.into_error(), "cannot write", &path))?;
-            self.closed.push(HourFile {
-                out,
-                hour: f.hour,
-                name: f.name,
-            });
-        }
-        Ok(())
+        Ok(self.open.get_mut(&hour).expect("just opened"))
     }
 }
 
@@ -357,10 +222,9 @@ impl SinkWriter<RideEvent> for TxnWriter {
             let hour = hour_of(&r);
             let mut line = std::mem::take(&mut self.line);
             to_line(&r, &mut line);
-            let res = self.file(hour).and_then(|f| {
-                f.write_all(&line)
-                    .map_err(|e| BoxError::from(format!("cannot write backup: {e}")))
-            });
+            let res = self
+                .file(hour)
+                .and_then(|f| f.write_all(&line).map_err(BoxError::from));
             self.line = line;
             res?;
         }
@@ -378,48 +242,23 @@ impl SinkWriter<RideEvent> for TxnWriter {
             .filter(|h| h.saturating_add(HOUR_MS) <= wm)
             .collect();
         for h in done {
-            self.close(h)?;
+            if let Some(f) = self.open.remove(&h) {
+                self.closed.push(f);
+            }
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), BoxError> {
-        let hours: Vec<i64> = self.open.keys().copied().collect();
-        for h in hours {
-            self.close(h)?;
-        }
-        Ok(())
-    }
-
-    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.finish()?;
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.closed.extend(self.open.drain().map(|(_, f)| f));
         if self.closed.is_empty() {
             return Ok(None);
         }
-        let mut txn = String::new();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for f in std::mem::take(&mut self.closed) {
-            let inprogress = self.in_progress(&f);
-            f.out
-                .sync_all()
-                .map_err(|e| at_path(e, "cannot sync", &inprogress))?;
-            drop(f.out);
-            let dir = self.dir.join(&f.hour);
-            let pending = dir.join(format!(".{}.pending", f.name));
-            fs::rename(&inprogress, &pending)
-                .map_err(|e| at_path(e, "cannot rename", &inprogress))?;
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-            txn.push_str(&f.hour);
-            txn.push('/');
-            txn.push_str(&f.name);
-            txn.push('\n');
+        let mut names = Vec::with_capacity(self.closed.len());
+        for f in self.closed.drain(..) {
+            names.push(f.pre_commit(checkpoint)?);
         }
-        for d in &dirs {
-            sync_dir(d).map_err(|e| at_path(e, "cannot sync", d))?;
-        }
-        Ok(Some(txn.into_bytes()))
+        Ok(Some(encode_txn(names.iter().map(String::as_str))))
     }
 }
 
@@ -472,7 +311,7 @@ mod tests {
     fn checkpointed_output_is_visible_only_once_committed() {
         let dir = temp("txn");
         let sink = BackupSink::new(&dir);
-        sink.recover(&[]).unwrap();
+        sink.recover(None, &[]).unwrap();
         let mut w = sink.open(&checkpointing(1)).unwrap();
         w.write(&mut vec![event(1, "07:10:00"), event(2, "08:00:00")])
             .unwrap();
@@ -524,7 +363,7 @@ mod tests {
         fs::create_dir_all(kept.parent().unwrap()).unwrap();
         fs::write(&kept, "{}\n").unwrap();
 
-        sink.recover(&[restored]).unwrap();
+        sink.recover(Some(1), &[restored]).unwrap();
         let left = files(&dir);
         assert_eq!(left.len(), 2, "{left:?}");
         assert_eq!(left[0].0, "year=2026/month=01/day=05/hour=06/part-0.jsonl");

@@ -464,9 +464,10 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
                 .checkpoint_dir(dir)
                 .checkpoint_every(cfg.checkpoint_every);
             if let Some(chk) = prepare_checkpointed(cfg, dir)? {
-                // The checkpoint found above, not "the latest readable one": should it be
-                // unreadable, an older one would repeat output its successor already committed.
-                config = config.restore(RestoreFrom::Path(chk));
+                // The newest readable one: should the newest be corrupt, the engine falls back to
+                // the one before it and the sinks roll back what the newer one committed.
+                let _ = chk;
+                config = config.restore(RestoreFrom::Latest);
             }
         }
     }
@@ -587,8 +588,8 @@ impl Sink<DeadLetter> for CountingDeadLetters {
         self.inner.commit(txn)
     }
 
-    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.inner.recover(txns)
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        self.inner.recover(restored, txns)
     }
 }
 

@@ -78,7 +78,7 @@ impl CheckpointPort {
 /// Commits a sink's transactions, from the coordinator's thread.
 pub(crate) trait Committer: Send + Sync {
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError>;
-    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError>;
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError>;
 }
 
 /// What the job shares with the coordinator.

@@ -81,7 +81,7 @@ where
 /// One key group of a keyed process operator's checkpoint: `(table name, entries)` per state
 /// table, then the event-time and processing-time timers.
 type GroupSnapshot<K> = (
-    Vec<(String, Vec<u8>)>,
+    Vec<(String, serde_bytes::ByteBuf)>,
     Vec<(K, Timestamp)>,
     Vec<(K, Timestamp)>,
 );
@@ -92,7 +92,7 @@ fn restore<K: Key, O>(parts: &mut Parts<K, O>, r: Restored<'_>) -> Result<(), Bo
         let (tables, event, proc): GroupSnapshot<K> = decode(blob)
             .map_err(|e| format!("cannot decode keyed state from the checkpoint: {e}"))?;
         for (name, bytes) in tables {
-            parts.state.restore(&name, &bytes)?;
+            parts.state.restore(&name, bytes.as_ref())?;
         }
         for (k, t) in event {
             parts.event_timers.register(&k, t);
@@ -165,6 +165,10 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> ProcessOp<K, T, F> {
                 if t.is_empty() && e.is_empty() && p.is_empty() {
                     (g, Vec::new())
                 } else {
+                    let t: Vec<(String, serde_bytes::ByteBuf)> = t
+                        .into_iter()
+                        .map(|(n, b)| (n, serde_bytes::ByteBuf::from(b)))
+                        .collect();
                     (g, encode(&(t, e, p)))
                 }
             });

@@ -29,8 +29,8 @@ impl<T: 'static, S: Sink<T>> Committer for SinkCommitter<T, S> {
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
         self.sink.commit(txn)
     }
-    fn recover(&self, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.sink.recover(txns)
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        self.sink.recover(restored, txns)
     }
 }
 

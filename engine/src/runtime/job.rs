@@ -277,9 +277,10 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
                         .collect()
                 })
                 .unwrap_or_default();
-            c.recover(&txns).map_err(|e| {
-                JobError::Checkpoint(format!("recovering sink `{}`: {e}", names[op]))
-            })?;
+            c.recover(restore.as_ref().map(|r| r.id), &txns)
+                .map_err(|e| {
+                    JobError::Checkpoint(format!("recovering sink `{}`: {e}", names[op]))
+                })?;
         }
         let start_id = restore.as_ref().map_or(0, |r| r.id);
         let next_id = store::max_id(&settings.dir)
@@ -432,6 +433,7 @@ fn load_restore(
                 JobError::Checkpoint(format!("listing {}: {e}", settings.dir.display()))
             })?;
             let mut found = None;
+            let any = !candidates.is_empty();
             for (_, dir) in candidates {
                 match store::read(&dir) {
                     Ok(data) => {
@@ -440,12 +442,25 @@ fn load_restore(
                     }
                     Err(e) => {
                         eprintln!(
-                            "sluice: skipping checkpoint {}: {e}; trying the one before it",
+                            "sluice: skipping checkpoint {}: {e}; trying the one before it \
+                             (exactly-once sinks roll back what it had committed)",
                             dir.display()
                         );
                         info.skipped.push((dir, e.to_string()));
                     }
                 }
+            }
+            if any && found.is_none() {
+                // Starting afresh would repeat output the checkpoints had committed.
+                return Err(JobError::Checkpoint(format!(
+                    "no checkpoint under {} is readable ({}); refusing to start from scratch",
+                    settings.dir.display(),
+                    info.skipped
+                        .iter()
+                        .map(|(_, e)| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )));
             }
             found
         }

@@ -312,38 +312,40 @@ fn keyed_state_and_timers_restore_exactly_at_another_parallelism() {
     check_rescaling(Kind::Keyed);
 }
 
-/// Runs a job with periodic checkpoints until it has taken at least two, then cancels it.
-/// Returns the checkpoint directory and the ids of its two newest checkpoints (newest first).
+/// Runs a job that takes a checkpoint at 40% of the input and another at 70% (output was
+/// committed in between), then cancels it. Returns the checkpoint directory and the ids of the
+/// two checkpoints (newest first).
 fn run_with_checkpoints(tmp: &Path, data: &Arc<Vec<Rec>>) -> (PathBuf, u64, u64) {
     let chk = tmp.join("chk");
     let out = tmp.join("out");
-    let gate = data.len() / 2;
-    let src = source(data, gate);
-    let env = StreamEnv::new(
-        Config::default()
-            .parallelism(2)
-            .checkpoint_dir(&chk)
-            .checkpoint_every(Duration::from_millis(2))
-            .retain_checkpoints(5),
-    );
+    let src = source(data, data.len() * 2 / 5);
+    let env = StreamEnv::new(Config::default().parallelism(2).checkpoint_dir(&chk));
     build(&env, Kind::Tumbling, src.clone(), &out);
     let handle = env.start().unwrap();
-    wait_for("the gate", || src.emitted.load(Ordering::Acquire) >= gate);
-    wait_for("two checkpoints", || {
-        handle.metrics().checkpoints.completed >= 2
-    });
+    let mut taken = Vec::new();
+    for gate in [data.len() * 2 / 5, data.len() * 7 / 10] {
+        src.gate.store(gate, Ordering::Release);
+        wait_for("the gate", || src.emitted.load(Ordering::Acquire) >= gate);
+        taken.push(handle.savepoint().unwrap());
+    }
+    let between = committed(&out).len();
     handle.cancel();
     let _ = join(handle);
-    let mut ids: Vec<u64> = std::fs::read_dir(&chk)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().to_string_lossy().to_string();
-            name.strip_prefix("chk-").and_then(|n| n.parse().ok())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.reverse();
-    (chk, ids[0], ids[1])
+    // Savepoints and checkpoints share the format: present these as the job's checkpoints.
+    let mut ids = Vec::new();
+    for sp in taken {
+        let id: u64 = sp
+            .to_string_lossy()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        std::fs::rename(&sp, chk.join(format!("chk-{id:010}"))).unwrap();
+        ids.push(id);
+    }
+    assert!(between > 0, "no output was committed");
+    (chk, ids[1], ids[0])
 }
 
 fn restore_latest(chk: &Path, data: &Arc<Vec<Rec>>, out: &Path) -> JobHandle {
@@ -379,6 +381,12 @@ fn a_corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     assert_eq!(info.skipped.len(), 1);
     assert!(info.skipped[0].1.contains("checksum"), "{info:?}");
     join(handle).unwrap();
+    // What the skipped checkpoint had committed was rolled back and written again: no
+    // duplicates, no loss.
+    assert_eq!(
+        committed(&tmp.path().join("out")),
+        reference(Kind::Tumbling, &data, tmp.path())
+    );
 }
 
 #[test]
@@ -392,6 +400,38 @@ fn a_truncated_checkpoint_is_detected_and_the_previous_one_is_used() {
     assert_eq!(info.id, Some(previous), "{info:?}");
     assert!(info.skipped[0].1.contains("truncated"), "{info:?}");
     join(handle).unwrap();
+    assert_eq!(
+        committed(&tmp.path().join("out")),
+        reference(Kind::Tumbling, &data, tmp.path())
+    );
+}
+
+#[test]
+fn when_no_checkpoint_is_readable_the_job_refuses_to_start_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 10));
+    let (chk, newest, previous) = run_with_checkpoints(tmp.path(), &data);
+    for id in std::fs::read_dir(&chk).unwrap().filter_map(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        name.strip_prefix("chk-")
+            .and_then(|n| n.parse::<u64>().ok())
+    }) {
+        damage(&chk, id, "state.bin", |b| b.truncate(b.len() / 2));
+    }
+    assert!(newest > previous);
+    let env = StreamEnv::new(
+        Config::default()
+            .checkpoint_dir(&chk)
+            .restore(RestoreFrom::Latest),
+    );
+    build(
+        &env,
+        Kind::Tumbling,
+        source(&data, usize::MAX),
+        &tmp.path().join("out"),
+    );
+    let err = env.start().unwrap_err();
+    assert!(err.to_string().contains("no checkpoint"), "{err}");
 }
 
 #[test]
