@@ -31,13 +31,15 @@ enum Command {
     /// Run every job over generated events (the default) or JSON Lines input, writing JSON Lines
     /// under --out.
     ///
-    /// With --checkpoint-dir the run takes a checkpoint every --checkpoint-every and writes every
-    /// output exactly once: output becomes visible (as part-*.jsonl files) when the checkpoint
-    /// covering it is complete; until then it sits in hidden files (names starting with `.`),
-    /// which readers must ignore. A run that was killed or crashed continues from its newest
-    /// checkpoint when started again with the same flags plus --resume, and its output is then
-    /// the same as that of a run without failure. Without --resume, a run with --checkpoint-dir
-    /// starts over: it clears the output and the old checkpoints.
+    /// The run takes a checkpoint every --checkpoint-every (in --checkpoint-dir, by default
+    /// OUT/.checkpoints) and writes every output exactly once: output becomes visible (as
+    /// part-*.jsonl files) when the checkpoint covering it is complete, and at the latest when
+    /// the run ends; until then it sits in hidden files (names starting with `.`), which readers
+    /// must ignore. A run that was killed or crashed continues from its newest checkpoint when
+    /// started again with the same flags plus --resume, and its output is then the same as that
+    /// of a run without failure. Without --resume, a run starts over: it clears the output and
+    /// the old checkpoints. --no-checkpoints writes part-W.jsonl files directly instead, with no
+    /// recovery.
     ///
     /// The summary (printed, and in OUT/summary/summary.json) of a resumed run counts only what
     /// that run processed: the input after the checkpoint it resumed from, part of which the
@@ -129,13 +131,17 @@ struct RunArgs {
     /// Output directory (its job subdirectories are replaced, unless resuming).
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Take checkpoints in this directory: exactly-once output, and --resume after a crash.
+    /// Where to take checkpoints (exactly-once output, and --resume after a crash).
+    /// Default: OUT/.checkpoints.
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
-    /// How often to take a checkpoint (with --checkpoint-dir). Default: 10s.
+    /// No checkpoints: output is written directly, and a killed run cannot be resumed.
+    #[arg(long, conflicts_with_all = ["checkpoint_dir", "checkpoint_every", "resume"])]
+    no_checkpoints: bool,
+    /// How often to take a checkpoint. Default: 10s.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     checkpoint_every: Option<Duration>,
-    /// Continue a killed or failed run from its newest checkpoint in --checkpoint-dir, keeping
+    /// Continue a killed or failed run from its newest checkpoint, keeping
     /// its output (start from the beginning if there is none). Give the same input and --out
     /// as the run it continues.
     #[arg(long)]
@@ -197,16 +203,18 @@ fn run(args: RunArgs) -> Result<()> {
     if args.parallelism == 0 {
         bail!("--parallelism must be at least 1");
     }
-    if args.resume && args.checkpoint_dir.is_none() {
-        bail!("--resume needs --checkpoint-dir: the directory of the checkpoints to resume from");
+    if args.checkpoint_every.is_some_and(|d| d.is_zero()) {
+        bail!("--checkpoint-every must be longer than zero");
     }
-    match args.checkpoint_every {
-        Some(_) if args.checkpoint_dir.is_none() => {
-            bail!("--checkpoint-every needs --checkpoint-dir: where to write the checkpoints")
-        }
-        Some(d) if d.is_zero() => bail!("--checkpoint-every must be longer than zero"),
-        _ => {}
-    }
+    let checkpoint_dir = if args.no_checkpoints {
+        None
+    } else {
+        Some(
+            args.checkpoint_dir
+                .clone()
+                .unwrap_or_else(|| args.out.join(".checkpoints")),
+        )
+    };
     let input = if args.input.is_empty() {
         Input::Generator(args.city.config(1)?)
     } else if args.input.iter().any(|p| p.as_os_str() == "-") {
@@ -233,7 +241,7 @@ fn run(args: RunArgs) -> Result<()> {
     cfg.shifts.gap = args.shift_gap;
     cfg.trips.timeout = args.trip_timeout;
     cfg.live.snapshot_interval = args.snapshot_every;
-    cfg.checkpoint_dir = args.checkpoint_dir.clone();
+    cfg.checkpoint_dir = checkpoint_dir.clone();
     if let Some(every) = args.checkpoint_every {
         cfg.checkpoint_every = every;
     }
@@ -259,7 +267,7 @@ fn run(args: RunArgs) -> Result<()> {
             ),
             _ => eprintln!(
                 "ridehail: no checkpoint in {}; starting from the beginning",
-                args.checkpoint_dir
+                checkpoint_dir
                     .as_deref()
                     .unwrap_or(std::path::Path::new("?"))
                     .display()

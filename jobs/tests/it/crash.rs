@@ -77,7 +77,8 @@ fn committed(out: &Path) -> (BTreeMap<String, Lines>, Vec<PathBuf>) {
     for e in std::fs::read_dir(out).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name == "summary" || !e.file_type().unwrap().is_dir() {
+        // `summary` is per run; `.checkpoints` (the default checkpoint directory) is not output.
+        if name == "summary" || name.starts_with('.') || !e.file_type().unwrap().is_dir() {
             continue;
         }
         let mut lines = Lines::new();
@@ -182,11 +183,11 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let deadline = Instant::now() + Duration::from_secs(180);
     let (mut kills, mut runs, mut restored) = (0, 0, 0);
-    let mut cycles: Vec<usize> = Vec::new(); // kills per cycle
-                                             // A cycle: runs with --resume, killed at random moments, until one finishes; then the output
-                                             // is checked. Should a run finish before the test has killed enough, it starts over with
-                                             // another cycle (a fresh output and checkpoint directory), so the kill count cannot fall
-                                             // short however fast the machine.
+    // Kills per cycle. A cycle: runs with --resume, killed at random moments, until one
+    // finishes; then the output is checked. Should a run finish before the test has killed
+    // enough, it starts over with another cycle (a fresh output and checkpoint directory), so
+    // the kill count cannot fall short however fast the machine.
+    let mut cycles: Vec<usize> = Vec::new();
     while kills < KILLS {
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_dir_all(&checkpoints);
@@ -262,16 +263,24 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
 }
 
 #[test]
-fn resume_needs_a_checkpoint_dir_and_the_same_run() {
+fn resume_needs_checkpoints_and_the_same_run() {
     let dir = temp_dir("resume-errors");
     let r = ridehail()
-        .args(["run", "--duration", "1m", "--quiet", "--resume", "--out"])
+        .args([
+            "run",
+            "--duration",
+            "1m",
+            "--quiet",
+            "--resume",
+            "--no-checkpoints",
+            "--out",
+        ])
         .arg(dir.join("out"))
         .output()
         .unwrap();
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("--resume needs --checkpoint-dir"), "{err}");
+    assert!(err.contains("--no-checkpoints"), "{err}");
     assert!(
         !dir.join("out").exists(),
         "nothing is written on a usage error"
@@ -283,6 +292,7 @@ fn resume_needs_a_checkpoint_dir_and_the_same_run() {
             "1m",
             "--checkpoint-every",
             "1s",
+            "--no-checkpoints",
             "--out",
         ])
         .arg(dir.join("out"))
@@ -290,10 +300,7 @@ fn resume_needs_a_checkpoint_dir_and_the_same_run() {
         .unwrap();
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("--checkpoint-every needs --checkpoint-dir"),
-        "{err}"
-    );
+    assert!(err.contains("cannot be used with"), "{err}");
 
     let r = ridehail()
         .args(["run", "--input", "-", "--resume", "--checkpoint-dir"])
