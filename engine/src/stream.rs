@@ -302,6 +302,7 @@ impl<T: Data> Stream<T> {
         let erased: WatermarkStrategy<Arc<dyn TimestampAssigner<T>>> = WatermarkStrategy {
             bound: strategy.bound,
             idle_timeout: strategy.idle_timeout,
+            max_drift: strategy.max_drift,
             assigner: Arc::new(strategy.assigner),
         };
         if self.port == 0 && !self.has_consumers() {

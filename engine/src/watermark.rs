@@ -39,6 +39,7 @@ impl Watermarks {
         WatermarkStrategy {
             bound: duration_ms(max),
             idle_timeout: None,
+            max_drift: None,
             assigner: FromSource,
         }
     }
@@ -55,6 +56,7 @@ impl Watermarks {
 pub struct WatermarkStrategy<A> {
     pub(crate) bound: i64,
     pub(crate) idle_timeout: Option<i64>,
+    pub(crate) max_drift: Option<i64>,
     pub(crate) assigner: A,
 }
 
@@ -67,6 +69,7 @@ impl<A> WatermarkStrategy<A> {
         WatermarkStrategy {
             bound: self.bound,
             idle_timeout: self.idle_timeout,
+            max_drift: self.max_drift,
             assigner: Extract(f, PhantomData),
         }
     }
@@ -75,6 +78,19 @@ impl<A> WatermarkStrategy<A> {
     /// not hold back the watermark. Default: never.
     pub fn idle_after(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(duration_ms(timeout).max(1));
+        self
+    }
+
+    /// Watermark alignment (as Flink's): a source split stops being read while its watermark is
+    /// more than `max_drift` ahead of the least advanced split of the same source, on any
+    /// worker, and resumes when the others catch up. Without it, splits read at their own pace
+    /// (a worker per split), event time drifts apart between them, and everything downstream
+    /// buffers the difference until the slowest watermark catches up. Applies when the strategy
+    /// is set on a source (`env.source(..).with_watermarks(..)`); ignored elsewhere. A split
+    /// that produces nothing holds the others back unless it is marked idle
+    /// ([`idle_after`](Self::idle_after)). Default: off.
+    pub fn align_splits(mut self, max_drift: Duration) -> Self {
+        self.max_drift = Some(duration_ms(max_drift));
         self
     }
 

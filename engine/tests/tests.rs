@@ -15,6 +15,7 @@
 //! whole point is to be slow.
 
 mod it {
+    mod alignment;
     mod backpressure;
     mod checkpoints;
     mod crash;

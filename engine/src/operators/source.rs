@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,12 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
                 worker: 0,
                 source,
             })?;
-        Ok(Box::new(splits))
+        let published: Arc<Vec<AtomicI64>> = Arc::new(
+            (0..cx.config.parallelism)
+                .map(|_| AtomicI64::new(Timestamp::MIN))
+                .collect(),
+        );
+        Ok(Box::new((splits, published)))
     }
 
     fn build(
@@ -59,13 +64,14 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
         mut outputs: Vec<Vec<AnyPush>>,
     ) -> Result<Vec<AnyPush>, OpFailure> {
         enter(cx.op);
-        let splits = shared
-            .downcast_ref::<Vec<Split>>()
+        let (splits, published) = shared
+            .downcast_ref::<(Vec<Split>, Arc<Vec<AtomicI64>>)>()
             .expect("source shared state");
         let p = cx.parallelism();
         let clock = cx.config().clock.clone();
         let now = clock.now();
         let strategy = self.strategy.get().cloned();
+        let strategy_drift = strategy.as_ref().and_then(|s| s.max_drift);
         let restored = match cx.restored() {
             Some(r) => Some(restored_positions(r, splits).map_err(|e| OpFailure::error(cx.op, e))?),
             None => None,
@@ -104,6 +110,11 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
             idle_emitted: false,
             port: cx.checkpoint_port(),
             last_barrier: restored_barrier(cx),
+            align: strategy_drift.map(|d| Alignment {
+                max_drift: d,
+                published: published.clone(),
+                worker: cx.worker,
+            }),
         }));
         Ok(Vec::new())
     }
@@ -173,6 +184,32 @@ struct SourceDriver<T> {
     port: Option<CheckpointPort>,
     /// The newest checkpoint this driver emitted a barrier for.
     last_barrier: u64,
+    align: Option<Alignment>,
+}
+
+/// Watermark alignment across the instances of one source: each publishes the watermark of
+/// its least advanced split (`Timestamp::MAX` once it has none live and active).
+struct Alignment {
+    max_drift: i64,
+    published: Arc<Vec<AtomicI64>>,
+    worker: usize,
+}
+
+impl Alignment {
+    /// The newest watermark a split may have and still be read.
+    fn limit(&self) -> Timestamp {
+        let min = self
+            .published
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        min.saturating_add(self.max_drift)
+    }
+
+    fn publish(&self, wm: Timestamp) {
+        self.published[self.worker].store(wm, Ordering::Relaxed);
+    }
 }
 
 impl<T: 'static> SourceDriver<T> {
@@ -181,6 +218,9 @@ impl<T: 'static> SourceDriver<T> {
             s.finished = true;
         }
         self.live = 0;
+        if let Some(a) = &self.align {
+            a.publish(Timestamp::MAX);
+        }
         if let Some(port) = &self.port {
             port.finished(self.snapshot());
         }
@@ -238,6 +278,10 @@ impl<T: 'static> SourceDriver<T> {
                 }
             }
         }
+        if let Some(a) = &self.align {
+            // Idle or done: do not hold the other instances back.
+            a.publish(if any_active { min } else { Timestamp::MAX });
+        }
         if !any_active {
             if self.live > 0 && !self.idle_emitted {
                 self.idle_emitted = true;
@@ -261,11 +305,18 @@ impl<T: 'static> Driver for SourceDriver<T> {
         }
         self.barrier(shared)?;
         let n = self.slots.len();
+        let limit = self.align.as_ref().map_or(Timestamp::MAX, Alignment::limit);
         for _ in 0..n {
             let i = self.next;
             self.next = (self.next + 1) % n;
             if self.slots[i].finished {
                 continue;
+            }
+            if let Some(g) = &self.slots[i].gen {
+                if g.watermark() > limit {
+                    // Ahead of the slowest split by more than the allowed drift: wait.
+                    continue;
+                }
             }
             enter(self.id);
             let slot = &mut self.slots[i];
