@@ -1,5 +1,6 @@
 //! JSON Lines partitioned by event hour: [`PartitionedJsonLinesSink`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -175,35 +176,38 @@ impl PartitionedWriter {
                 open,
                 created,
             } => {
-                if !open.contains_key(&hour) {
-                    let dir = self.dir.join(rel());
-                    fs::create_dir_all(&dir).map_err(|e| at_path(e, "cannot create", &dir))?;
-                    let path = dir.join(format!("part-{worker}.jsonl"));
-                    let fresh = created.insert(hour);
-                    let file = OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(fresh)
-                        .append(!fresh)
-                        .open(&path)
-                        .map_err(|e| at_path(e, "cannot open", &path))?;
-                    open.insert(hour, BufWriter::with_capacity(WRITE_BUFFER, file));
-                }
-                let out = open.get_mut(&hour).expect("just opened");
+                let out = match open.entry(hour) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        let dir = self.dir.join(rel());
+                        fs::create_dir_all(&dir).map_err(|e| at_path(e, "cannot create", &dir))?;
+                        let path = dir.join(format!("part-{worker}.jsonl"));
+                        let fresh = created.insert(hour);
+                        let file = OpenOptions::new()
+                            .create(true)
+                            .write(true)
+                            .truncate(fresh)
+                            .append(!fresh)
+                            .open(&path)
+                            .map_err(|e| at_path(e, "cannot open", &path))?;
+                        v.insert(BufWriter::with_capacity(WRITE_BUFFER, file))
+                    }
+                };
                 out.write_all(&self.line)
                     .map_err(|e| at_path(e, "cannot write under", &self.dir))?;
             }
             Files::Txn {
                 prefix, seq, open, ..
             } => {
-                if !open.contains_key(&hour) {
-                    let base = format!("{prefix}-{seq:06}");
-                    *seq += 1;
-                    open.insert(hour, TxnFile::create(&self.dir, &rel(), base)?);
-                }
-                open.get_mut(&hour)
-                    .expect("just opened")
-                    .write_all(&self.line)?;
+                let file = match open.entry(hour) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        let base = format!("{prefix}-{seq:06}");
+                        *seq += 1;
+                        v.insert(TxnFile::create(&self.dir, &rel(), base)?)
+                    }
+                };
+                file.write_all(&self.line)?;
             }
         }
         Ok(())
