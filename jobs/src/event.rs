@@ -867,10 +867,33 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
 }
 
 /// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).
+///
+/// Zone names are interned per thread: a city has a few hundred cells at resolution 7, so
+/// events share one `Arc<str>` per cell instead of formatting and allocating a string each.
 pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
+    /// Bound on the per-thread interning table (cleared when full).
+    const MAX_INTERNED: usize = 1 << 16;
+    thread_local! {
+        static ZONES: std::cell::RefCell<sluice_engine::keys::FastMap<u64, Arc<str>>> =
+            std::cell::RefCell::new(sluice_engine::keys::fast_map());
+    }
     let res = Resolution::try_from(resolution.min(15)).unwrap_or(Resolution::Seven);
     match LatLng::new(p.lat, p.lon) {
-        Ok(ll) => Arc::from(ll.to_cell(res).to_string()),
+        Ok(ll) => {
+            let cell = ll.to_cell(res);
+            ZONES.with(|z| {
+                let mut z = z.borrow_mut();
+                if let Some(name) = z.get(&u64::from(cell)) {
+                    return name.clone();
+                }
+                if z.len() >= MAX_INTERNED {
+                    z.clear();
+                }
+                let name: Arc<str> = Arc::from(cell.to_string());
+                z.insert(u64::from(cell), name.clone());
+                name
+            })
+        }
         // Unreachable for validated points; a stable name rather than a panic.
         Err(_) => Arc::from("invalid"),
     }
