@@ -32,6 +32,8 @@ pub use generator::{GeneratorSource, SplitMix64};
 pub use json_sink::JsonLinesSink;
 pub use json_source::JsonLinesSource;
 pub use lines::{BadLine, BadLineReason, LinesSource, DEFAULT_MAX_LINE_BYTES, STDIN_NAME};
-pub use partitioned_sink::{hour_partition, PartitionedJsonLinesSink, NO_TIMESTAMP_DIR};
+pub use partitioned_sink::{
+    hour_partition, LineEncoder, PartitionedJsonLinesSink, SerdeJson, NO_TIMESTAMP_DIR,
+};
 pub use print::PrintSink;
 pub use vec_source::VecSource;

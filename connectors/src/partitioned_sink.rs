@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
@@ -52,12 +53,36 @@ pub const NO_TIMESTAMP_DIR: &str = "no-timestamp";
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct PartitionedJsonLinesSink<T> {
+pub struct PartitionedJsonLinesSink<T, E = SerdeJson> {
     dir: PathBuf,
+    encoder: Arc<E>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T> fmt::Debug for PartitionedJsonLinesSink<T> {
+/// How a value becomes one line of output (without the newline). Statically dispatched: a
+/// writer calls it once per record.
+pub trait LineEncoder<T>: Send + Sync + 'static {
+    /// Appends `value`'s line to `line`.
+    ///
+    /// # Errors
+    ///
+    /// A value that cannot be encoded; the job fails, naming the sink.
+    fn encode(&self, value: &T, line: &mut Vec<u8>) -> Result<(), BoxError>;
+}
+
+/// The default encoder: `serde_json`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SerdeJson;
+
+impl<T: Serialize> LineEncoder<T> for SerdeJson {
+    #[inline]
+    fn encode(&self, value: &T, line: &mut Vec<u8>) -> Result<(), BoxError> {
+        serde_json::to_writer(line, value)
+            .map_err(|e| format!("cannot serialize a record: {e}").into())
+    }
+}
+
+impl<T, E> fmt::Debug for PartitionedJsonLinesSink<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartitionedJsonLinesSink")
             .field("dir", &self.dir)
@@ -66,10 +91,19 @@ impl<T> fmt::Debug for PartitionedJsonLinesSink<T> {
 }
 
 impl<T: Serialize + 'static> PartitionedJsonLinesSink<T> {
-    /// A sink writing under `dir`.
+    /// A sink writing under `dir`, one `serde_json` line per value.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_encoder(dir, SerdeJson)
+    }
+}
+
+impl<T: 'static, E: LineEncoder<T>> PartitionedJsonLinesSink<T, E> {
+    /// A sink writing under `dir`, encoding each value with `encoder` (a hand-written JSON
+    /// writer for a hot type, say).
+    pub fn with_encoder(dir: impl Into<PathBuf>, encoder: E) -> Self {
         Self {
             dir: dir.into(),
+            encoder: Arc::new(encoder),
             _t: PhantomData,
         }
     }
@@ -107,7 +141,7 @@ fn hour_of(ts: Timestamp) -> Timestamp {
     }
 }
 
-impl<T: Serialize + 'static> Sink<T> for PartitionedJsonLinesSink<T> {
+impl<T: 'static, E: LineEncoder<T>> Sink<T> for PartitionedJsonLinesSink<T, E> {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| at_path(e, "cannot create output directory", &self.dir))?;
@@ -126,6 +160,7 @@ impl<T: Serialize + 'static> Sink<T> for PartitionedJsonLinesSink<T> {
             }
         };
         Ok(Box::new(PartitionedWriter {
+            encoder: self.encoder.clone(),
             dir: self.dir.clone(),
             files,
             line: Vec::new(),
@@ -159,7 +194,8 @@ enum Files {
     },
 }
 
-struct PartitionedWriter {
+struct PartitionedWriter<E> {
+    encoder: Arc<E>,
     dir: PathBuf,
     files: Files,
     line: Vec<u8>,
@@ -167,7 +203,7 @@ struct PartitionedWriter {
     cached: Option<Timestamp>,
 }
 
-impl PartitionedWriter {
+impl<E> PartitionedWriter<E> {
     fn write_line(&mut self, hour: Timestamp) -> Result<(), BoxError> {
         let rel = || hour_partition(hour);
         match &mut self.files {
@@ -214,7 +250,7 @@ impl PartitionedWriter {
     }
 }
 
-impl<T: Serialize> SinkWriter<T> for PartitionedWriter {
+impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         for record in batch.drain(..) {
             let hour = match self.cached {
@@ -228,9 +264,9 @@ impl<T: Serialize> SinkWriter<T> for PartitionedWriter {
             };
             self.cached = Some(hour);
             self.line.clear();
-            serde_json::to_writer(&mut self.line, &record.value).map_err(|e| {
-                format!("cannot serialize a record for {}: {e}", self.dir.display())
-            })?;
+            self.encoder
+                .encode(&record.value, &mut self.line)
+                .map_err(|e| format!("{e} (for {})", self.dir.display()))?;
             self.line.push(b'\n');
             self.write_line(hour)?;
         }

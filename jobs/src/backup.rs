@@ -7,7 +7,8 @@
 //!
 //! # Exactly once, under checkpointing
 //!
-//! In a job with checkpoints the sink follows the same two-phase commit as
+//! The sink is a [`PartitionedJsonLinesSink`] that writes each event with
+//! [`RideEvent::write_json`]. In a job with checkpoints it follows the same two-phase commit as
 //! [`JsonLinesSink`](sluice_connectors::JsonLinesSink), per hour directory: a worker writes
 //! hidden in-progress files `.part-{worker}-{run}-{seq}.inprogress`; on a checkpoint
 //! barrier each is flushed, fsynced and renamed to `….pending` (the directory fsynced too), and
@@ -15,41 +16,48 @@
 //! complete they are renamed to `part-{worker}-{run}-{seq}-c{checkpoint}.jsonl`. On restore the
 //! restored checkpoint's files are committed, every other in-progress or pending file under the
 //! tree is deleted, and files committed by newer checkpoints are rolled back
-//! ([`txn_files`](sluice_connectors::txn_files) has the protocol). `{run}` is unique per job run, so a restored run never overwrites a committed
-//! file, and `{seq}` per file, so an hour receives a new file after every checkpoint that
+//! ([`txn_files`](sluice_connectors::txn_files) has the protocol). `{run}` is unique per job
+//! run, so a restored run never overwrites a committed file, and `{seq}` per file, so an hour receives a new file after every checkpoint that
 //! covered it. Readers should ignore names starting with `.`.
 
-use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sluice_connectors::txn_files::{encode_txn, run_token, TxnDir, TxnFile};
+use sluice_connectors::{hour_partition, LineEncoder, PartitionedJsonLinesSink};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::{BoxError, Record, Timestamp};
 
 use crate::event::RideEvent;
 use crate::ridehail::Progress;
-use crate::timestamp::utc_parts;
 
 const HOUR_MS: i64 = 3_600_000;
-/// Write buffer per open file.
-const WRITE_BUFFER: usize = 64 * 1024;
 
-/// Writes [`RideEvent`]s in the hourly-partitioned layout under a directory.
+/// Writes [`RideEvent`]s in the hourly-partitioned layout under a directory: a
+/// [`PartitionedJsonLinesSink`] with the events' own JSON writer, plus a watermark gauge.
 #[derive(Debug, Clone)]
 pub struct BackupSink {
-    dir: PathBuf,
+    inner: Arc<PartitionedJsonLinesSink<RideEvent, EventJson>>,
     gauge: Option<Arc<Progress>>,
+}
+
+/// [`RideEvent::write_json`] as a line encoder (the wire format, without serde).
+#[derive(Debug, Clone, Copy)]
+pub struct EventJson;
+
+impl LineEncoder<RideEvent> for EventJson {
+    #[inline]
+    fn encode(&self, value: &RideEvent, line: &mut Vec<u8>) -> Result<(), BoxError> {
+        value.write_json(line);
+        Ok(())
+    }
 }
 
 impl BackupSink {
     /// A sink writing under `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
-            dir: dir.into(),
+            inner: Arc::new(PartitionedJsonLinesSink::with_encoder(dir, EventJson)),
             gauge: None,
         }
     }
@@ -62,208 +70,60 @@ impl BackupSink {
 
     /// The directory of the hour that holds `ts`.
     pub fn hour_dir(dir: &Path, ts: Timestamp) -> PathBuf {
-        dir.join(hour_path(ts))
+        dir.join(hour_partition(ts.div_euclid(HOUR_MS) * HOUR_MS))
     }
-}
-
-/// `year=YYYY/month=MM/day=DD/hour=HH` of the hour that holds `ts`.
-fn hour_path(ts: Timestamp) -> String {
-    let (y, m, d, h) = utc_parts(ts);
-    format!("year={y:04}/month={m:02}/day={d:02}/hour={h:02}")
 }
 
 impl Sink<RideEvent> for BackupSink {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<RideEvent>>, BoxError> {
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create backup directory {}: {e}", self.dir.display()))?;
-        if cx.checkpointing {
-            return Ok(Box::new(TxnWriter {
-                dir: self.dir.clone(),
-                prefix: format!("part-{}-{}", cx.worker, run_token()),
-                seq: 0,
-                open: HashMap::new(),
-                closed: Vec::new(),
-                line: Vec::with_capacity(512),
-                gauge: self.gauge.clone(),
-            }));
-        }
-        Ok(Box::new(BackupWriter {
-            dir: self.dir.clone(),
-            worker: cx.worker,
-            open: HashMap::new(),
-            line: Vec::with_capacity(512),
-            gauge: self.gauge.clone(),
-        }))
+        let inner = self.inner.open(cx)?;
+        Ok(match &self.gauge {
+            None => inner,
+            Some(g) => Box::new(Gauged {
+                inner,
+                gauge: g.clone(),
+            }),
+        })
     }
 
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        TxnDir::new(&self.dir).commit(txn)
+        self.inner.commit(txn)
     }
 
     fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        TxnDir::new(&self.dir).recover(restored, txns)
+        self.inner.recover(restored, txns)
     }
 }
 
-/// The backup's hour of a record.
-fn hour_of(r: &Record<RideEvent>) -> i64 {
-    r.value.timestamp.div_euclid(HOUR_MS) * HOUR_MS
+/// Passes everything on, recording the watermark in the progress gauge.
+struct Gauged {
+    inner: Box<dyn SinkWriter<RideEvent>>,
+    gauge: Arc<Progress>,
 }
 
-/// Serializes `r` as one line into `line` (cleared first).
-fn to_line(r: &Record<RideEvent>, line: &mut Vec<u8>) {
-    line.clear();
-    r.value.write_json(line);
-    line.push(b'\n');
-}
-
-/// Without checkpointing: one `part-{worker}.jsonl` per hour, appended to.
-struct BackupWriter {
-    dir: PathBuf,
-    worker: usize,
-    /// Open part files by hour start.
-    open: HashMap<i64, BufWriter<File>>,
-    line: Vec<u8>,
-    gauge: Option<Arc<Progress>>,
-}
-
-impl BackupWriter {
-    fn file(&mut self, hour: i64) -> Result<&mut BufWriter<File>, BoxError> {
-        if !self.open.contains_key(&hour) {
-            let dir = BackupSink::hour_dir(&self.dir, hour);
-            fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let path = dir.join(format!("part-{}.jsonl", self.worker));
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            self.open
-                .insert(hour, BufWriter::with_capacity(WRITE_BUFFER, f));
-        }
-        Ok(self.open.get_mut(&hour).expect("just opened"))
-    }
-}
-
-impl SinkWriter<RideEvent> for BackupWriter {
+impl SinkWriter<RideEvent> for Gauged {
     fn write(&mut self, batch: &mut Vec<Record<RideEvent>>) -> Result<(), BoxError> {
-        for r in batch.drain(..) {
-            let hour = hour_of(&r);
-            let mut line = std::mem::take(&mut self.line);
-            to_line(&r, &mut line);
-            let res = self.file(hour).and_then(|f| {
-                f.write_all(&line)
-                    .map_err(|e| BoxError::from(format!("cannot write backup: {e}")))
-            });
-            self.line = line;
-            res?;
-        }
-        Ok(())
+        self.inner.write(batch)
     }
 
     fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
-        if let Some(g) = &self.gauge {
-            g.watermark.fetch_max(wm, Ordering::Relaxed);
-        }
-        let done: Vec<i64> = self
-            .open
-            .keys()
-            .copied()
-            .filter(|h| h.saturating_add(HOUR_MS) <= wm)
-            .collect();
-        for h in done {
-            if let Some(mut f) = self.open.remove(&h) {
-                f.flush().map_err(|e| format!("cannot flush backup: {e}"))?;
-            }
-        }
-        Ok(())
+        self.gauge.watermark.fetch_max(wm, Ordering::Relaxed);
+        self.inner.watermark(wm)
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
-        for (_, mut f) in self.open.drain() {
-            f.flush().map_err(|e| format!("cannot flush backup: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
-/// A file of the transactional writer: the open in-progress file and its committed name.
-/// Under checkpointing: in-progress files per hour, pending on pre-commit, committed by the
-/// checkpoint (see the [module docs](self)).
-struct TxnWriter {
-    dir: PathBuf,
-    /// `part-{worker}-{run}`.
-    prefix: String,
-    seq: u64,
-    /// Open in-progress files by hour start.
-    open: HashMap<i64, TxnFile>,
-    /// In-progress files of hours the watermark has passed, not yet pre-committed.
-    closed: Vec<TxnFile>,
-    line: Vec<u8>,
-    gauge: Option<Arc<Progress>>,
-}
-
-impl TxnWriter {
-    fn file(&mut self, hour: i64) -> Result<&mut TxnFile, BoxError> {
-        if !self.open.contains_key(&hour) {
-            let base = format!("{}-{:06}", self.prefix, self.seq);
-            self.seq += 1;
-            let f = TxnFile::create(&self.dir, &hour_path(hour), base)?;
-            self.open.insert(hour, f);
-        }
-        Ok(self.open.get_mut(&hour).expect("just opened"))
-    }
-}
-
-impl SinkWriter<RideEvent> for TxnWriter {
-    fn write(&mut self, batch: &mut Vec<Record<RideEvent>>) -> Result<(), BoxError> {
-        for r in batch.drain(..) {
-            let hour = hour_of(&r);
-            let mut line = std::mem::take(&mut self.line);
-            to_line(&r, &mut line);
-            let res = self
-                .file(hour)
-                .and_then(|f| f.write_all(&line).map_err(BoxError::from));
-            self.line = line;
-            res?;
-        }
-        Ok(())
-    }
-
-    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
-        if let Some(g) = &self.gauge {
-            g.watermark.fetch_max(wm, Ordering::Relaxed);
-        }
-        let done: Vec<i64> = self
-            .open
-            .keys()
-            .copied()
-            .filter(|h| h.saturating_add(HOUR_MS) <= wm)
-            .collect();
-        for h in done {
-            if let Some(f) = self.open.remove(&h) {
-                self.closed.push(f);
-            }
-        }
-        Ok(())
+        self.inner.finish()
     }
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.closed.extend(self.open.drain().map(|(_, f)| f));
-        if self.closed.is_empty() {
-            return Ok(None);
-        }
-        let mut names = Vec::with_capacity(self.closed.len());
-        for f in self.closed.drain(..) {
-            names.push(f.pre_commit(checkpoint)?);
-        }
-        Ok(Some(encode_txn(names.iter().map(String::as_str))))
+        self.inner.pre_commit(checkpoint)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::event::{parse_event, Validation};
 

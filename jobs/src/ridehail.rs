@@ -300,11 +300,6 @@ fn annotate(what: &str, p: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
 }
 
-/// The id of a regular checkpoint directory name (`chk-<id>`), as the engine names them.
-fn checkpoint_id(name: &std::ffi::OsStr) -> Option<u64> {
-    name.to_str()?.strip_prefix("chk-")?.parse().ok()
-}
-
 /// The newest complete checkpoint under `dir` (a `chk-<id>` directory with its `_metadata`
 /// file, which the engine writes last), or `None` if there is none (or no such directory):
 /// the checkpoint a resume restores.
@@ -313,25 +308,9 @@ fn checkpoint_id(name: &std::ffi::OsStr) -> Option<u64> {
 ///
 /// An I/O error listing `dir`, naming it.
 pub fn latest_checkpoint(dir: &Path) -> io::Result<Option<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(annotate("cannot list checkpoint directory", dir, e)),
-    };
-    let mut newest: Option<(u64, PathBuf)> = None;
-    for entry in entries {
-        let entry = entry.map_err(|e| annotate("cannot list checkpoint directory", dir, e))?;
-        let Some(id) = checkpoint_id(&entry.file_name()) else {
-            continue;
-        };
-        if newest.as_ref().is_some_and(|(n, _)| *n >= id) {
-            continue;
-        }
-        if entry.path().join("_metadata").is_file() {
-            newest = Some((id, entry.path()));
-        }
-    }
-    Ok(newest.map(|(_, p)| p))
+    let complete = sluice_engine::checkpoint::complete_checkpoints(dir)
+        .map_err(|e| annotate("cannot list checkpoint directory", dir, e))?;
+    Ok(complete.into_iter().next().map(|(_, p)| p))
 }
 
 /// Removes every `chk-*` checkpoint (complete or not) under `dir`; savepoints stay.
@@ -343,7 +322,12 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
     };
     for entry in entries {
         let entry = entry.map_err(|e| annotate("cannot list checkpoint directory", dir, e))?;
-        if checkpoint_id(&entry.file_name()).is_some() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .and_then(sluice_engine::checkpoint::checkpoint_id)
+            .is_some()
+        {
             let p = entry.path();
             fs::remove_dir_all(&p).map_err(|e| annotate("cannot remove old checkpoint", &p, e))?;
         }

@@ -43,6 +43,21 @@ pub enum RestoreFrom {
     Path(PathBuf),
 }
 
+/// The complete regular checkpoints (those with metadata) under a checkpoint directory, newest
+/// first, as `(id, directory)`. Whether each is intact is checked only when it is read.
+///
+/// # Errors
+///
+/// The directory cannot be listed (a missing directory has no checkpoints).
+pub fn complete_checkpoints(dir: &std::path::Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    store::list(dir)
+}
+
+/// The id of a directory named like a regular checkpoint (`chk-<id>`), complete or not.
+pub fn checkpoint_id(dir_name: &str) -> Option<u64> {
+    store::checkpoint_id(dir_name)
+}
+
 /// Checkpoint settings of a [`Config`](crate::Config).
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointSettings {

@@ -220,6 +220,11 @@ pub(crate) fn read(dir: &Path) -> Result<CheckpointData, ReadError> {
     Ok(data)
 }
 
+/// The id of a regular checkpoint directory named `chk-<id>` (complete or not).
+pub(crate) fn checkpoint_id(dir_name: &str) -> Option<u64> {
+    dir_name.strip_prefix("chk-")?.parse().ok()
+}
+
 /// The regular checkpoints under `root` that have metadata, newest first.
 pub(crate) fn list(root: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
@@ -230,12 +235,7 @@ pub(crate) fn list(root: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     };
     for entry in entries {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("chk-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(id) = entry.file_name().to_str().and_then(checkpoint_id) else {
             continue;
         };
         if entry.path().join(METADATA_FILE).exists() {
@@ -278,12 +278,7 @@ pub(crate) fn retain(root: &Path, keep: usize) -> std::io::Result<()> {
     }
     for entry in fs::read_dir(root)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("chk-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(id) = entry.file_name().to_str().and_then(checkpoint_id) else {
             continue;
         };
         if id < newest && !entry.path().join(METADATA_FILE).exists() {

@@ -24,6 +24,7 @@ use crate::error::{JobError, OpFailure, OpResult};
 use crate::keys::{Key, Router};
 use crate::metrics::{ExchangeStats, OpMetrics};
 use crate::record::{Message, Record};
+use crate::runtime::align::Aligner;
 use crate::runtime::graph::{
     BuildCx, Driver, DriverStatus, JobShared, NodeFactory, Outbox, PrepareCx, Shared,
 };
@@ -339,11 +340,7 @@ struct ExchangeReceiver<M> {
     id: usize,
     me: usize,
     done: bool,
-    /// The barrier being aligned.
-    aligning: Option<u64>,
-    blocked: Vec<bool>,
-    ended: Vec<bool>,
-    held: VecDeque<(usize, Message<M>)>,
+    align: Aligner<M>,
 }
 
 impl<M> ExchangeReceiver<M> {
@@ -363,10 +360,7 @@ impl<M> ExchangeReceiver<M> {
             id,
             me,
             done: false,
-            aligning: None,
-            blocked: vec![false; senders],
-            ended: vec![false; senders],
-            held: VecDeque::new(),
+            align: Aligner::new(senders),
         }
     }
 
@@ -379,10 +373,9 @@ impl<M> ExchangeReceiver<M> {
     }
 
     fn handle(&mut self, from: usize, msg: Message<M>) -> OpResult {
-        if self.blocked[from] {
-            self.held.push_back((from, msg));
+        let Some(msg) = self.align.admit(from, msg) else {
             return Ok(());
-        }
+        };
         match msg {
             Message::Data(mut batch) => {
                 self.stats.received(batch.len());
@@ -398,7 +391,7 @@ impl<M> ExchangeReceiver<M> {
                 self.progress(p)?;
             }
             Message::End => {
-                self.ended[from] = true;
+                self.align.end(from);
                 let (all, p) = self.tracker.end_progress(from);
                 self.progress(p)?;
                 if all {
@@ -409,12 +402,7 @@ impl<M> ExchangeReceiver<M> {
                 }
             }
             Message::Barrier(n) => {
-                debug_assert!(
-                    !matches!(self.aligning, Some(a) if a != n),
-                    "one barrier at a time"
-                );
-                self.aligning = Some(n);
-                self.blocked[from] = true;
+                self.align.barrier(from, n);
                 self.check_aligned()?;
             }
         }
@@ -424,16 +412,10 @@ impl<M> ExchangeReceiver<M> {
     /// Forwards the barrier being aligned once every live sender delivered it, then releases
     /// what was held back, in order.
     fn check_aligned(&mut self) -> OpResult {
-        let Some(n) = self.aligning else {
+        let Some((n, held)) = self.align.release() else {
             return Ok(());
         };
-        if !(0..self.blocked.len()).all(|i| self.blocked[i] || self.ended[i]) {
-            return Ok(());
-        }
-        self.aligning = None;
-        self.blocked.fill(false);
         self.down.barrier(n)?;
-        let held = std::mem::take(&mut self.held);
         for (from, msg) in held {
             self.handle(from, msg)?;
         }

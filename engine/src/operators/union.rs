@@ -3,13 +3,13 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{OpFailure, OpResult};
 use crate::metrics::OpMetrics;
 use crate::record::{Message, Record};
+use crate::runtime::align::Aligner;
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
 use crate::runtime::watermarks::{Progress, WatermarkTracker};
@@ -31,10 +31,7 @@ impl<T: Clone + 'static> NodeFactory for UnionFactory<T> {
             tracker: WatermarkTracker::new(self.inputs),
             down: join_outputs::<T>(outputs.swap_remove(0)),
             metrics: cx.metrics(),
-            aligning: None,
-            blocked: vec![false; self.inputs],
-            ended: vec![false; self.inputs],
-            held: VecDeque::new(),
+            align: Aligner::new(self.inputs),
         }));
         Ok((0..self.inputs)
             .map(|index| {
@@ -55,10 +52,7 @@ struct UnionCore<T> {
     tracker: WatermarkTracker,
     down: BoxPush<T>,
     metrics: Arc<OpMetrics>,
-    aligning: Option<u64>,
-    blocked: Vec<bool>,
-    ended: Vec<bool>,
-    held: VecDeque<(usize, Message<T>)>,
+    align: Aligner<T>,
 }
 
 impl<T> UnionCore<T> {
@@ -71,10 +65,9 @@ impl<T> UnionCore<T> {
     }
 
     fn handle(&mut self, index: usize, msg: Message<T>) -> OpResult {
-        if self.blocked[index] {
-            self.held.push_back((index, msg));
+        let Some(msg) = self.align.admit(index, msg) else {
             return Ok(());
-        }
+        };
         match msg {
             Message::Data(mut batch) => self.data(index, &mut batch),
             Message::Watermark(wm) => {
@@ -86,7 +79,7 @@ impl<T> UnionCore<T> {
                 self.progress(p)
             }
             Message::End => {
-                self.ended[index] = true;
+                self.align.end(index);
                 let (all, p) = self.tracker.end_progress(index);
                 self.progress(p)?;
                 if all {
@@ -95,8 +88,7 @@ impl<T> UnionCore<T> {
                 self.check_aligned()
             }
             Message::Barrier(n) => {
-                self.aligning = Some(n);
-                self.blocked[index] = true;
+                self.align.barrier(index, n);
                 self.check_aligned()
             }
         }
@@ -110,16 +102,10 @@ impl<T> UnionCore<T> {
     }
 
     fn check_aligned(&mut self) -> OpResult {
-        let Some(n) = self.aligning else {
+        let Some((n, held)) = self.align.release() else {
             return Ok(());
         };
-        if !(0..self.blocked.len()).all(|i| self.blocked[i] || self.ended[i]) {
-            return Ok(());
-        }
-        self.aligning = None;
-        self.blocked.fill(false);
         self.down.barrier(n)?;
-        let held = std::mem::take(&mut self.held);
         for (index, msg) in held {
             self.handle(index, msg)?;
         }
@@ -135,7 +121,7 @@ struct UnionInput<T> {
 impl<T> Push<T> for UnionInput<T> {
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult {
         let mut core = self.core.borrow_mut();
-        if core.blocked[self.index] {
+        if core.align.is_blocked(self.index) {
             let held = std::mem::take(batch);
             return core.handle(self.index, Message::Data(held));
         }

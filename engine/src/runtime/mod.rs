@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for the one-page picture.
 
+pub(crate) mod align;
 pub(crate) mod graph;
 pub(crate) mod job;
 pub(crate) mod push;
