@@ -645,15 +645,14 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
                 break;
             }
             for key in entry.remove() {
-                let Some(slot) = map.get(&key) else {
+                // One lookup: most queued keys are due, and the rare renewed one goes back.
+                let Some((key, slot)) = map.remove_entry(&key) else {
                     continue;
                 };
-                if slot.expires <= wm {
-                    map.remove(&key);
-                } else {
+                if slot.expires > wm {
                     // Renewed since it was queued: queue it again at its new expiry.
-                    let expires = slot.expires;
-                    Self::queue(&mut self.expiry, self.bucket, &key, expires);
+                    Self::queue(&mut self.expiry, self.bucket, &key, slot.expires);
+                    map.insert(key, slot);
                 }
             }
         }

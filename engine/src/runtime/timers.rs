@@ -4,16 +4,81 @@
 //! `(key, time)` twice is one timer (as in Flink), deleting is a set removal, and firing
 //! everything up to a watermark pops from the front in time order: no scan over keys.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use crate::keys::{fast_set, FastSet, Key};
 use crate::time::Timestamp;
 
 /// Timers of one time domain.
+/// Timers of one time domain.
 #[derive(Debug)]
 pub(crate) struct TimerQueue<K> {
-    by_time: BTreeMap<Timestamp, FastSet<K>>,
+    by_time: BTreeMap<Timestamp, Keys<K>>,
     len: usize,
+}
+
+/// The keys with a timer at one time. Most times have one key (a timer per event timestamp,
+/// say), which needs no allocation; a set once there are more.
+#[derive(Debug)]
+pub(crate) enum Keys<K> {
+    One(K),
+    Many(FastSet<K>),
+}
+
+impl<K: Key> Keys<K> {
+    fn contains(&self, key: &K) -> bool {
+        match self {
+            Keys::One(k) => k == key,
+            Keys::Many(set) => set.contains(key),
+        }
+    }
+
+    /// Adds `key`, which is not in `self`.
+    fn add(&mut self, key: &K) {
+        match self {
+            Keys::One(k) => {
+                let mut set = fast_set();
+                set.insert(k.clone());
+                set.insert(key.clone());
+                *self = Keys::Many(set);
+            }
+            Keys::Many(set) => {
+                set.insert(key.clone());
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Keys::One(_) => 1,
+            Keys::Many(set) => set.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &K> {
+        let (one, many) = match self {
+            Keys::One(k) => (Some(k), None),
+            Keys::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+impl<K> IntoIterator for Keys<K> {
+    type Item = K;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<K>,
+        std::iter::Flatten<std::option::IntoIter<hashbrown::hash_set::IntoIter<K>>>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, many) = match self {
+            Keys::One(k) => (Some(k), None),
+            Keys::Many(set) => (None, Some(set.into_iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl<K: Key> TimerQueue<K> {
@@ -26,23 +91,35 @@ impl<K: Key> TimerQueue<K> {
 
     /// Registers a timer for `key` at `time`. Returns false if it already existed.
     pub(crate) fn register(&mut self, key: &K, time: Timestamp) -> bool {
-        let set = self.by_time.entry(time).or_insert_with(fast_set);
-        if set.contains(key) {
-            return false;
+        match self.by_time.entry(time) {
+            Entry::Vacant(v) => {
+                v.insert(Keys::One(key.clone()));
+            }
+            Entry::Occupied(mut o) => {
+                if o.get().contains(key) {
+                    return false;
+                }
+                o.get_mut().add(key);
+            }
         }
-        set.insert(key.clone());
         self.len += 1;
         true
     }
 
     /// Deletes the timer for `key` at `time`, if any.
     pub(crate) fn delete(&mut self, key: &K, time: Timestamp) -> bool {
-        let Some(set) = self.by_time.get_mut(&time) else {
+        let Entry::Occupied(mut o) = self.by_time.entry(time) else {
             return false;
         };
-        let removed = set.remove(key);
-        if set.is_empty() {
-            self.by_time.remove(&time);
+        let (removed, empty) = match o.get_mut() {
+            Keys::One(k) => {
+                let hit = k == key;
+                (hit, hit)
+            }
+            Keys::Many(set) => (set.remove(key), set.is_empty()),
+        };
+        if empty {
+            o.remove();
         }
         if removed {
             self.len -= 1;
@@ -56,7 +133,7 @@ impl<K: Key> TimerQueue<K> {
     }
 
     /// Removes and returns all timers at the earliest time if it is `<= upto`.
-    pub(crate) fn pop_due(&mut self, upto: Timestamp) -> Option<(Timestamp, FastSet<K>)> {
+    pub(crate) fn pop_due(&mut self, upto: Timestamp) -> Option<(Timestamp, Keys<K>)> {
         let entry = self.by_time.first_entry()?;
         if *entry.key() > upto {
             return None;
@@ -66,14 +143,14 @@ impl<K: Key> TimerQueue<K> {
         Some((time, keys))
     }
 
-    /// Every pending timer, in time order.
+    /// Every timer, in time order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, Timestamp)> {
         self.by_time
             .iter()
             .flat_map(|(t, keys)| keys.iter().map(move |k| (k, *t)))
     }
 
-    /// Number of pending timers.
+    /// How many timers are registered.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
