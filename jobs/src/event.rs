@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 
+mod scan;
+
 /// 2024-01-01T00:00:00Z: events before it are rejected.
 pub const EARLIEST_TIMESTAMP_MS: i64 = 1_704_067_200_000;
 
@@ -757,7 +759,10 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             Err(e) => invalid(Reason::NotJson, e.to_string()),
         });
     }
-    let w: Wire<'_> = serde_json::from_str(line).map_err(classify_json_error)?;
+    let w: Wire<'_> = match scan::scan(line) {
+        Some(w) => w,
+        None => serde_json::from_str(line).map_err(classify_json_error)?,
+    };
     let event_id = string(w.event_id, "event_id")?;
     if event_id.is_empty() || event_id.len() > 128 {
         return Err(invalid(

@@ -1,0 +1,409 @@
+//! The fast path of the wire parser: a hand-written scanner for the shape every well-formed
+//! event has — one flat JSON object whose values are plain strings, numbers, booleans or
+//! `null`.
+//!
+//! It fills the same [`Wire`] that `serde_json` would, borrowing strings from the line, and
+//! gives up (returns `None`) on anything outside that shape or anything `serde_json` would
+//! reject or treat specially: an escape sequence or control character in a string, a nested
+//! value, a repeated known field, a known field of the wrong type, a number that is not a
+//! finite `f64`, text after the object. The caller then parses the line with `serde_json`,
+//! which decides (and words the dead letter) exactly as it always has: the scanner only ever
+//! accepts lines that `serde_json` accepts too, with the same result.
+//!
+//! Numbers are parsed by [`str::parse::<f64>`], which rounds correctly; a line always takes the
+//! same path, so a replay parses it the same way.
+
+use std::borrow::Cow;
+
+use super::Wire;
+
+/// Scans `line` as a flat event object; `None` if the slow path must decide.
+pub(super) fn scan(line: &str) -> Option<Wire<'_>> {
+    let mut s = Scanner {
+        b: line.as_bytes(),
+        i: 0,
+        line,
+    };
+    let mut w = Wire::default();
+    let mut seen = 0u32;
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.peek()? == b'}' {
+        s.i += 1;
+    } else {
+        loop {
+            let key = s.string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            match Field::of(key) {
+                Some(f) => {
+                    let bit = 1u32 << f as u32;
+                    if seen & bit != 0 {
+                        return None; // serde_json: duplicate field
+                    }
+                    seen |= bit;
+                    s.field(&mut w, f)?;
+                }
+                None => s.skip_scalar()?,
+            }
+            s.ws();
+            match s.next()? {
+                b',' => s.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.i == s.b.len()).then_some(w)
+}
+
+/// The fields of [`Wire`].
+#[derive(Clone, Copy)]
+enum Field {
+    EventId,
+    EventType,
+    Timestamp,
+    GeoZone,
+    RiderId,
+    DriverId,
+    TripId,
+    Reason,
+    PickupLat,
+    PickupLon,
+    DropoffLat,
+    DropoffLon,
+    Latitude,
+    Longitude,
+    StartLat,
+    StartLon,
+    EndLat,
+    EndLon,
+    EstimatedDuration,
+    EstimatedFare,
+    ActualFare,
+    ActualDuration,
+    Rating,
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        Some(match key {
+            "event_id" => Field::EventId,
+            "event_type" => Field::EventType,
+            "timestamp" => Field::Timestamp,
+            "geo_zone" => Field::GeoZone,
+            "rider_id" => Field::RiderId,
+            "driver_id" => Field::DriverId,
+            "trip_id" => Field::TripId,
+            "reason" => Field::Reason,
+            "pickup_lat" => Field::PickupLat,
+            "pickup_lon" => Field::PickupLon,
+            "dropoff_lat" => Field::DropoffLat,
+            "dropoff_lon" => Field::DropoffLon,
+            "latitude" => Field::Latitude,
+            "longitude" => Field::Longitude,
+            "start_lat" => Field::StartLat,
+            "start_lon" => Field::StartLon,
+            "end_lat" => Field::EndLat,
+            "end_lon" => Field::EndLon,
+            "estimated_duration" => Field::EstimatedDuration,
+            "estimated_fare" => Field::EstimatedFare,
+            "actual_fare" => Field::ActualFare,
+            "actual_duration" => Field::ActualDuration,
+            "rating" => Field::Rating,
+            _ => return None,
+        })
+    }
+}
+
+/// Exact powers of ten for the fast path of [`Scanner::number`].
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    line: &'a str,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed from the line.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if self.b[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.line.get(start..start + len)
+    }
+
+    /// `null`: the field is absent, as for `serde_json`.
+    fn null(&mut self) -> Option<bool> {
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            Some(true)
+        } else {
+            Some(false)
+        }
+    }
+
+    /// A JSON number (strict grammar) that is a finite `f64`.
+    fn number(&mut self) -> Option<f64> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let int_end = self.i;
+        let mut frac = int_end..int_end;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.digit()?;
+            self.digits();
+            frac = int_end + 1..self.i;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.digit()?;
+            self.digits();
+        } else if (int_end - int_start) + frac.len() <= 15 {
+            // Clinger's fast path: the digits as an integer below 2^53 and a power of ten up to
+            // 10^15 are both exact, and one division rounds correctly, as a full parse would.
+            let m = self.b[int_start..int_end]
+                .iter()
+                .chain(&self.b[frac.clone()])
+                .fold(0u64, |m, &d| m * 10 + u64::from(d - b'0'));
+            let v = m as f64 / POW10[frac.len()];
+            return Some(if negative { -v } else { v });
+        }
+        let v: f64 = self.line.get(start..self.i)?.parse().ok()?;
+        v.is_finite().then_some(v)
+    }
+
+    fn digit(&mut self) -> Option<()> {
+        self.next()?.is_ascii_digit().then_some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    /// The value of an unknown field: skipped if it is a scalar.
+    fn skip_scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'n' | b't' | b'f' => {
+                for lit in [&b"null"[..], b"true", b"false"] {
+                    if self.b[self.i..].starts_with(lit) {
+                        self.i += lit.len();
+                        return Some(());
+                    }
+                }
+                None
+            }
+            _ => self.number().map(drop),
+        }
+    }
+
+    fn str_field(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.null()? {
+            return Some(None);
+        }
+        self.string().map(|s| Some(Cow::Borrowed(s)))
+    }
+
+    fn num_field(&mut self) -> Option<Option<f64>> {
+        if self.null()? {
+            return Some(None);
+        }
+        self.number().map(Some)
+    }
+
+    fn field(&mut self, w: &mut Wire<'a>, f: Field) -> Option<()> {
+        let str_slot = match f {
+            Field::EventId => &mut w.event_id,
+            Field::EventType => &mut w.event_type,
+            Field::Timestamp => &mut w.timestamp,
+            Field::GeoZone => &mut w.geo_zone,
+            Field::RiderId => &mut w.rider_id,
+            Field::DriverId => &mut w.driver_id,
+            Field::TripId => &mut w.trip_id,
+            Field::Reason => &mut w.reason,
+            _ => {
+                let num_slot = match f {
+                    Field::PickupLat => &mut w.pickup_lat,
+                    Field::PickupLon => &mut w.pickup_lon,
+                    Field::DropoffLat => &mut w.dropoff_lat,
+                    Field::DropoffLon => &mut w.dropoff_lon,
+                    Field::Latitude => &mut w.latitude,
+                    Field::Longitude => &mut w.longitude,
+                    Field::StartLat => &mut w.start_lat,
+                    Field::StartLon => &mut w.start_lon,
+                    Field::EndLat => &mut w.end_lat,
+                    Field::EndLon => &mut w.end_lon,
+                    Field::EstimatedDuration => &mut w.estimated_duration,
+                    Field::EstimatedFare => &mut w.estimated_fare,
+                    Field::ActualFare => &mut w.actual_fare,
+                    Field::ActualDuration => &mut w.actual_duration,
+                    _ => &mut w.rating,
+                };
+                *num_slot = self.num_field()?;
+                return Some(());
+            }
+        };
+        *str_slot = self.str_field()?;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::Strategy;
+
+    /// What `serde_json` makes of the line, for comparison.
+    fn slow(line: &str) -> Option<String> {
+        serde_json::from_str::<Wire<'_>>(line)
+            .ok()
+            .map(|w| format!("{w:?}"))
+    }
+
+    fn fast(line: &str) -> Option<String> {
+        scan(line).map(|w| format!("{w:?}"))
+    }
+
+    #[test]
+    fn the_fast_path_reads_well_formed_events_as_serde_json_does() {
+        for line in [
+            r#"{"event_id":"s0-e1","event_type":"DRIVER_AVAILABLE","timestamp":"2026-01-05T07:00:00.264Z","driver_id":"s0-d146","latitude":40.747601,"longitude":-73.978037}"#,
+            r#" { "event_id" : "e" , "rating" : 5 , "actual_fare" : -0.5e-3 , "x" : [1] } "#,
+            r#"{"event_id":"e","extra":"x","flag":true,"none":null,"n":-12.5E+2,"geo_zone":null}"#,
+            r#"{"event_id":"é — ✓","pickup_lat":0,"pickup_lon":1e2}"#,
+            "{}",
+            "{\t\"rating\":\r\n4}",
+        ] {
+            if line.contains('[') {
+                assert_eq!(fast(line), None, "{line}");
+                assert!(slow(line).is_some());
+            } else {
+                assert_eq!(fast(line), slow(line), "{line}");
+                assert!(fast(line).is_some(), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde_json() {
+        for line in [
+            r#"{"event_id":"a\"b"}"#,
+            r#"{"event_id":"a\u0041"}"#,
+            "{\"event_id\":\"a\u{1}\"}",
+            r#"{"event_id":"a","event_id":"b"}"#,
+            r#"{"event_id":null,"event_id":"b"}"#,
+            r#"{"event_id":5}"#,
+            r#"{"rating":"5"}"#,
+            r#"{"rating":true}"#,
+            r#"{"rating":1e999}"#,
+            r#"{"rating":01}"#,
+            r#"{"rating":1.}"#,
+            r#"{"rating":.5}"#,
+            r#"{"rating":+1}"#,
+            r#"{"rating":NaN}"#,
+            r#"{"x":{"y":1}}"#,
+            r#"{"x":nul}"#,
+            r#"{"event_id":"a",}"#,
+            r#"{"event_id":"a"} x"#,
+            r#"{"event_id":"a""#,
+            r#"{"event_id" "a"}"#,
+            r#"["event_id"]"#,
+            "",
+        ] {
+            assert_eq!(fast(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn numbers_round_trip_exactly() {
+        for v in [40.747601, -73.978037, 0.1, 1e-7, 123456789.123, 5.0] {
+            let line = format!(r#"{{"latitude":{}}}"#, serde_json::to_string(&v).unwrap());
+            assert_eq!(scan(&line).unwrap().latitude, Some(v), "{line}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the line, when the scanner accepts it, it reads what `serde_json` reads.
+        #[test]
+        fn whenever_the_scanner_accepts_a_line_serde_json_reads_the_same(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "event_id", "timestamp", "rating", "latitude", "geo_zone", "x", "é",
+                    ]),
+                    proptest::prop_oneof![
+                        "[ -~é\\\\\"\u{1}]{0,6}".prop_map(|s| format!("\"{s}\"")),
+                        "-?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][+-]?[0-9]{1,3})?",
+                        proptest::sample::select(vec![
+                            "null", "true", "false", "nul", "[1]", "{}", "1e999", "-",
+                        ]).prop_map(String::from),
+                        proptest::num::f64::ANY.prop_map(|v| v.to_string()),
+                    ],
+                    proptest::sample::select(vec![",", " , ", ",,", ""]),
+                ),
+                0..6,
+            ),
+            tail in proptest::sample::select(vec!["}", " }\n", "} x", ""]),
+        ) {
+            let mut line = String::from("{");
+            for (i, (k, v, sep)) in fields.iter().enumerate() {
+                if i > 0 {
+                    line.push_str(sep);
+                }
+                line.push_str(&format!("\"{k}\":{v}"));
+            }
+            line.push_str(tail);
+            if let Some(f) = fast(&line) {
+                proptest::prop_assert_eq!(Some(f), slow(&line), "{}", line);
+            }
+        }
+    }
+}
