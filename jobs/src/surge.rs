@@ -169,6 +169,8 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
         .name("surge_demand");
     let late_tag = OutputTag::<RideEvent>::new(LATE);
     let (ttl, fn_tag) = (cfg.driver_state_ttl, late_tag.clone());
+    let window = cfg.window;
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
     let supply = events
         .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
         .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
@@ -176,6 +178,8 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
         .process(move |reg| DriverSupply {
             pending: reg.value("pending"),
             trip: reg.value_with_ttl("trip", ttl),
+            counted: reg.value_with_ttl("counted", window),
+            window: window_ms,
             late: fn_tag.clone(),
             due: Vec::new(),
         })
@@ -257,6 +261,12 @@ struct DriverSupply {
     /// each event is moved O(1) times.
     pending: ValueState<VecDeque<RideEvent>>,
     trip: ValueState<TripState>,
+    /// The zone and window (start) of the driver's last supply signal: the window counts
+    /// distinct drivers, so a repeat in the same zone and window is not sent again. Most
+    /// events are location updates of drivers who stay in a zone for minutes.
+    counted: ValueState<(Arc<str>, i64)>,
+    /// Window length (ms), as the window operator assigns windows.
+    window: i64,
     late: OutputTag<RideEvent>,
     /// Scratch space for the events a timer releases.
     due: Vec<RideEvent>,
@@ -352,15 +362,28 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
                 }
                 _ => false,
             };
-            if supply && e.zone.is_some() {
-                ctx.emit_at(
-                    e.timestamp,
-                    Signal {
-                        supply: true,
-                        event: e,
-                    },
-                );
+            let Some(zone) = e.zone.as_ref().filter(|_| supply) else {
+                continue;
+            };
+            // Signals are never late at the window (each leaves here when the watermark reaches
+            // its own time, before the watermark moves on), so the first of a driver in a zone
+            // and window is the one the window counts, and a repeat changes nothing.
+            let window = e.timestamp - e.timestamp.rem_euclid(self.window);
+            let counted = ctx.value(self.counted);
+            if counted
+                .get(driver)
+                .is_some_and(|(z, w)| *w == window && z == zone)
+            {
+                continue;
             }
+            counted.set(driver, (zone.clone(), window));
+            ctx.emit_at(
+                e.timestamp,
+                Signal {
+                    supply: true,
+                    event: e,
+                },
+            );
         }
         self.due = due;
     }

@@ -6,7 +6,9 @@ use sluice_engine::prelude::*;
 use sluice_jobs::event::{h3_zone, Point, RideEvent};
 use sluice_jobs::surge::{self, multiplier, surge, SurgeConfig, SurgeResult};
 
-use super::fixtures::{assert_golden, json_lines, read_events, run, run_at, shuffle_within_bound};
+use super::fixtures::{
+    assert_golden, json_lines, parse_lines, read_events, run, run_at, shuffle_within_bound,
+};
 use super::pipelines::{op, wire_lines};
 
 /// Runs surge over `events`; returns results and late events.
@@ -118,6 +120,56 @@ fn surge_is_independent_of_arrival_order_and_parallelism() {
         assert!(late.is_empty(), "nothing is late within the bound");
     }
     assert_golden("surge.expected.jsonl", &json_lines(&expected));
+}
+
+/// A driver who moves between zones within a window is supply in each zone it reported from,
+/// once per zone, and again in the next window: the driver operator sends a driver's first
+/// signal per zone and window only, which must not lose any (regression test for that
+/// suppression).
+#[test]
+fn a_driver_moving_between_zones_is_supply_in_each_once_per_window() {
+    let line = |id: &str, time: &str, driver: &str, zone: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"DRIVER_LOCATION_UPDATE","timestamp":"2026-01-05T07:{time}Z","driver_id":"{driver}","latitude":40.75,"longitude":-73.98,"geo_zone":"{zone}"}}"#
+        )
+    };
+    let lines = [
+        line("1", "00:10", "d1", "x"),
+        line("2", "00:20", "d1", "y"),
+        line("3", "00:30", "d1", "x"),
+        line("4", "00:40", "d1", "y"),
+        line("5", "00:50", "d2", "y"),
+        line("6", "04:59", "d2", "y"),
+        line("7", "05:00", "d1", "y"),
+        line("8", "06:00", "d1", "y"),
+        line("9", "07:00", "d2", "x"),
+    ];
+    for parallelism in [1, 2] {
+        let ((results, _), _) = run_at(parse_lines(&lines), parallelism, |s| {
+            let out = surge(s, &SurgeConfig::default());
+            let (r, l) = (CollectSink::new(), CollectSink::new());
+            out.results.sink(r.clone());
+            out.late.sink(l.clone());
+            (r, l)
+        });
+        let mut got: Vec<(String, String, u64)> = results
+            .values()
+            .iter()
+            .map(|r| (r.window_start[11..16].to_string(), r.zone.clone(), r.supply))
+            .collect();
+        got.sort();
+        let want = [
+            ("07:00", "x", 1),
+            ("07:00", "y", 2),
+            ("07:05", "x", 1),
+            ("07:05", "y", 1),
+        ];
+        let want: Vec<(String, String, u64)> = want
+            .iter()
+            .map(|(w, z, n)| (w.to_string(), z.to_string(), *n))
+            .collect();
+        assert_eq!(got, want, "at {parallelism} workers");
+    }
 }
 
 #[test]
