@@ -8,7 +8,7 @@
 //! # Exactly once, under checkpointing
 //!
 //! The sink is a [`PartitionedJsonLinesSink`] that writes each event with
-//! [`RideEvent::write_json`]. In a job with checkpoints it follows the same two-phase commit as
+//! [`RideEventData::write_json`](crate::event::RideEventData::write_json). In a job with checkpoints it follows the same two-phase commit as
 //! [`JsonLinesSink`](sluice_connectors::JsonLinesSink), per hour directory: a worker writes
 //! hidden in-progress files `.part-{worker}-{run}-{seq}.inprogress`; on a checkpoint
 //! barrier each is flushed, fsynced and renamed to `….pending` (the directory fsynced too), and
@@ -41,7 +41,7 @@ pub struct BackupSink {
     gauge: Option<Arc<Progress>>,
 }
 
-/// [`RideEvent::write_json`] as a line encoder (the wire format, without serde).
+/// [`RideEventData::write_json`](crate::event::RideEventData::write_json) as a line encoder (the wire format, without serde).
 #[derive(Debug, Clone, Copy)]
 pub struct EventJson;
 

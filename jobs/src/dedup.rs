@@ -1,4 +1,4 @@
-//! The dedup job: drops repeated events by [`RideEvent::event_id`] within an event-time
+//! The dedup job: drops repeated events by [`RideEventData::event_id`](crate::event::RideEventData::event_id) within an event-time
 //! horizon, sending the repeats to a `duplicates` side output.
 //!
 //! `key_by(event_id)` and a keyed function that remembers each id in a

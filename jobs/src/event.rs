@@ -79,7 +79,7 @@ pub struct Point {
 /// What is specific to each event type.
 ///
 /// The serde derives are for checkpoints of keyed state (which buffer events); the wire format
-/// is [`RideEvent::write_json`].
+/// is [`RideEventData::write_json`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// `RIDER_REQUEST`
@@ -153,13 +153,55 @@ pub enum Payload {
     },
 }
 
-/// A valid event.
+/// A valid event: a shared handle to its [`RideEventData`], which it dereferences to
+/// (`e.timestamp`, `e.payload`, `e.event_type()`, ...).
+///
+/// Every job reads the same events, so the stream of valid events fans out to half a dozen
+/// operators and crosses workers several times: a handle makes each of those copies one
+/// reference count instead of a copy of the event and of each of its strings.
 ///
 /// The serde derives are for checkpoints of keyed state (operators buffer events until the
-/// watermark passes them): they are *not* the wire format, which [`RideEvent::write_json`] /
-/// [`RideEvent::to_json`] write and [`parse_event`] reads.
+/// watermark passes them): they are *not* the wire format, which [`RideEventData::write_json`]
+/// / [`RideEventData::to_json`] write and [`parse_event`] reads.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RideEvent(Arc<RideEventData>);
+
+impl RideEvent {
+    /// Wraps `data`.
+    pub fn new(data: RideEventData) -> Self {
+        Self(Arc::new(data))
+    }
+
+    /// The event's data to change (copied first if the handle is shared).
+    pub fn make_mut(&mut self) -> &mut RideEventData {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<RideEventData> for RideEvent {
+    fn from(data: RideEventData) -> Self {
+        Self::new(data)
+    }
+}
+
+impl std::ops::Deref for RideEvent {
+    type Target = RideEventData;
+
+    fn deref(&self) -> &RideEventData {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RideEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a [`RideEvent`] holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RideEvent {
+pub struct RideEventData {
     /// The deduplication key.
     pub event_id: Arc<str>,
     /// Event time, ms since the epoch.
@@ -173,7 +215,7 @@ pub struct RideEvent {
     pub payload: Payload,
 }
 
-impl RideEvent {
+impl RideEventData {
     /// The event's type.
     pub fn event_type(&self) -> EventType {
         match self.payload {
@@ -854,7 +896,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             reason: opt_string(w.reason),
         },
     };
-    let mut event = RideEvent {
+    let mut event = RideEventData {
         event_id,
         timestamp,
         zone: None,
@@ -868,7 +910,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         }
         None => event.zone = event.point().map(|p| h3_zone(p, cfg.h3_resolution)),
     }
-    Ok(event)
+    Ok(RideEvent::new(event))
 }
 
 /// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).
@@ -1105,7 +1147,7 @@ mod tests {
             },
         ]
         .into_iter()
-        .map(|payload| RideEvent {
+        .map(|payload| RideEventData {
             event_id: "e-1".into(),
             timestamp: NOW,
             zone: None,

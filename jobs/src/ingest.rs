@@ -57,7 +57,7 @@ impl Default for EventTimeConfig {
 
 impl EventTimeConfig {
     /// The watermark strategy for a stream of events: timestamps from
-    /// [`RideEvent::timestamp`].
+    /// [`RideEventData::timestamp`](crate::event::RideEventData::timestamp).
     pub fn events_strategy(&self) -> WatermarkStrategy<impl TimestampAssigner<RideEvent>> {
         self.idle(Watermarks::bounded_out_of_orderness(
             self.max_out_of_orderness,

@@ -333,12 +333,12 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for CancelResolver {
         let started = ctx.value(self.started).get(key).cloned();
         due.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
         for mut e in due {
-            match (&started, &mut e.payload) {
+            let ts = e.timestamp;
+            match (&started, &mut e.make_mut().payload) {
                 (Some((driver, start)), Payload::TripCancelled { driver_id, .. })
-                    if *start <= e.timestamp =>
+                    if *start <= ts =>
                 {
                     *driver_id = Some(driver.clone());
-                    let ts = e.timestamp;
                     ctx.emit_at(ts, e);
                 }
                 // A cancel before any start: about no driver.

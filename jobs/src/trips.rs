@@ -682,7 +682,7 @@ impl DriverItem {
             driver: e.driver_key(),
             ts: e.timestamp,
             rank: RANK_LOCATION,
-            event_id: e.event_id,
+            event_id: e.event_id.clone(),
             kind: DriverKind::Location,
         }
     }
@@ -725,11 +725,19 @@ impl KeyedProcessFunction<Option<Arc<str>>, DriverItem> for TripLocations {
             );
             return;
         }
-        let mut slot = ctx.value(self.slot).remove(key).unwrap_or_default();
-        let next = slot.armed.map_or(item.ts, |t| t.min(item.ts));
+        // In place: one lookup for the usual update that arrives after the armed timer.
+        let slot = ctx
+            .value(self.slot)
+            .get_or_insert_with(key, DriverSlot::default);
+        let mut armed = slot.armed;
+        let next = armed.map_or(item.ts, |t| t.min(item.ts));
         slot.pending.push(item);
-        rearm(ctx, key, &mut slot.armed, Some(next));
-        ctx.value(self.slot).set(key, slot);
+        if armed != Some(next) {
+            rearm(ctx, key, &mut armed, Some(next));
+            if let Some(slot) = ctx.value(self.slot).get_mut(key) {
+                slot.armed = armed;
+            }
+        }
     }
 
     fn on_timer(&mut self, key: &Option<Arc<str>>, timer: Timer, ctx: &mut LocationsCx<'_>) {

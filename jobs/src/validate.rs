@@ -20,7 +20,7 @@
 //!
 //! # Watermarks
 //!
-//! Valid events are emitted with their own timestamp ([`RideEvent::timestamp`]) as the record
+//! Valid events are emitted with their own timestamp ([`RideEventData::timestamp`](crate::event::RideEventData::timestamp)) as the record
 //! timestamp; dead letters keep the input record's (none, for files). Validation generates no
 //! watermarks: see [`crate::ingest`] for where they are assigned.
 //!

@@ -145,7 +145,7 @@ impl Faults {
 }
 
 /// A line that is not a valid event, derived from the valid event line `line` (which must be
-/// what [`RideEvent::to_json`](crate::event::RideEvent::to_json) wrote).
+/// what [`RideEventData::to_json`](crate::event::RideEventData::to_json) wrote).
 pub(crate) fn malformed(line: &str, rng: &mut SplitMix64) -> String {
     let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(line) else {
         return "not even json".to_string();

@@ -4,7 +4,7 @@
 //! drive to the pickup, start trips, complete or cancel them; riders' requests follow a daily
 //! demand curve with morning and evening rush hours ([`demand_factor`]). The output is JSON
 //! Lines in the wire format of `shared/reference/events.md` (valid events are written by
-//! [`RideEvent::to_json`](crate::event::RideEvent::to_json)), optionally with injected
+//! [`RideEventData::to_json`](crate::event::RideEventData::to_json)), optionally with injected
 //! [`Faults`]: duplicates, malformed lines, out-of-order and late events.
 //!
 //! # Determinism
@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use sluice_connectors::SplitMix64;
 
-use crate::event::RideEvent;
+use crate::event::RideEventData;
 
 pub use city::demand_factor;
 pub use faults::Faults;
@@ -291,7 +291,7 @@ pub struct SplitLines {
     city: City,
     faults: Faults,
     fault_rng: SplitMix64,
-    events: Vec<RideEvent>,
+    events: Vec<RideEventData>,
     ready: VecDeque<TimedLine>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
@@ -369,7 +369,7 @@ impl SplitLines {
     }
 
     /// Serialises one valid event and applies the faults to it.
-    fn inject(&mut self, e: RideEvent) {
+    fn inject(&mut self, e: RideEventData) {
         let ts = e.timestamp;
         let text = e.to_json();
         if !self.faults.any() {

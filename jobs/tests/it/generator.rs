@@ -88,7 +88,7 @@ fn a_split_is_in_event_time_order_and_covers_the_duration() {
     let end = DEFAULT_START_MS + 3 * 3_600_000;
     assert!(events.last().expect("events").timestamp < end);
     assert!(events.last().expect("events").timestamp > end - 60_000);
-    let types: BTreeSet<EventType> = events.iter().map(RideEvent::event_type).collect();
+    let types: BTreeSet<EventType> = events.iter().map(|e| e.event_type()).collect();
     assert_eq!(types.len(), 7, "every event type occurs: {types:?}");
 }
 

@@ -32,7 +32,7 @@ pub fn execute(env: &StreamEnv) -> JobMetrics {
 
 /// Events in the wire format, sorted: a deterministic form of an unordered output.
 pub fn wire_lines(events: &[RideEvent]) -> Vec<String> {
-    let mut lines: Vec<String> = events.iter().map(RideEvent::to_json).collect();
+    let mut lines: Vec<String> = events.iter().map(|e| e.to_json()).collect();
     lines.sort();
     lines
 }
