@@ -778,12 +778,42 @@ fn amount(v: Option<f64>, field: &str) -> Result<Option<f64>, Invalid> {
     }
 }
 
+/// A required id field (driver, rider, trip), interned.
 fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<Arc<str>, Invalid> {
-    Ok(Arc::from(required(v, field)?.as_ref()))
+    Ok(intern(&required(v, field)?))
 }
 
+/// An optional id field, interned.
 fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
-    v.map(|c| Arc::from(c.as_ref()))
+    v.map(|c| intern(&c))
+}
+
+/// One shared `Arc<str>` per distinct id, per thread: a driver sends an event every few seconds
+/// and a trip's id recurs in each of its events, so most ids are already known. That saves an
+/// allocation per id, and the jobs' keyed state then compares equal keys by pointer. Bounded
+/// (cleared when full); long strings are not interned.
+fn intern(s: &str) -> Arc<str> {
+    const MAX_INTERNED: usize = 1 << 16;
+    const MAX_LEN: usize = 64;
+    thread_local! {
+        static IDS: std::cell::RefCell<sluice_engine::keys::FastSet<Arc<str>>> =
+            std::cell::RefCell::new(sluice_engine::keys::fast_set());
+    }
+    if s.len() > MAX_LEN {
+        return Arc::from(s);
+    }
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(s) {
+            return id.clone();
+        }
+        if ids.len() >= MAX_INTERNED {
+            ids.clear();
+        }
+        let id: Arc<str> = Arc::from(s);
+        ids.insert(id.clone());
+        id
+    })
 }
 
 /// Parses and validates one line against the clock reading `now_ms`.
@@ -805,7 +835,8 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         Some(w) => w,
         None => serde_json::from_str(line).map_err(classify_json_error)?,
     };
-    let event_id = string(w.event_id, "event_id")?;
+    // Unique per event: not interned.
+    let event_id: Arc<str> = Arc::from(required(w.event_id, "event_id")?.as_ref());
     if event_id.is_empty() || event_id.len() > 128 {
         return Err(invalid(
             Reason::InvalidEventId,
