@@ -363,9 +363,7 @@ impl KeyedProcessFunction<u64, Event> for Dedup {
     type Out = Event;
     #[inline]
     fn process(&mut self, key: &u64, e: Event, ctx: &mut Context<'_, u64, Event>) {
-        let seen = ctx.value(self.seen);
-        if seen.get(key).is_none() {
-            seen.set(key, ());
+        if ctx.value(self.seen).set_if_absent(key, ()) {
             ctx.emit(e);
         }
     }

@@ -371,6 +371,40 @@ impl<K: Key, V> ValueTable<K, V> {
         }
     }
 
+    /// Sets the value for `key` if it has none (or it expired); returns whether it did. One
+    /// hash and one probe. A live value is left as it is, and its TTL is *not* renewed: what a
+    /// "first occurrence wins" operator such as a deduplicator needs.
+    #[inline]
+    pub fn set_if_absent(&mut self, key: &K, value: V) -> bool {
+        let expires = self.expiry_for_write();
+        let wm = self.watermark;
+        match &mut self.values {
+            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(_) => false,
+                RawEntryMut::Vacant(v) => {
+                    v.insert(key.clone(), value);
+                    true
+                }
+            },
+            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
+                RawEntryMut::Occupied(mut o) => {
+                    let slot = o.get_mut();
+                    if slot.expires > wm {
+                        return false;
+                    }
+                    // Still queued at its old expiry; the sweep re-queues it at the new one.
+                    *slot = Slot { value, expires };
+                    true
+                }
+                RawEntryMut::Vacant(v) => {
+                    v.insert(key.clone(), Slot { value, expires });
+                    Self::queue(&mut self.expiry, self.bucket, key, expires);
+                    true
+                }
+            },
+        }
+    }
+
     /// The value for `key`, inserting `make()` first if there is none (or it expired).
     /// Renews a TTL.
     #[inline]
@@ -699,6 +733,42 @@ mod tests {
         assert_eq!(store.value(h, 0, 1_100).get(&999), Some(&'y'));
         store.expire(1_200);
         assert_eq!(store.keys(), 0, "everything is swept once expired");
+    }
+
+    #[test]
+    fn set_if_absent_keeps_the_first_value_and_its_expiry() {
+        let mut reg = StateRegistry::<u32>::new();
+        let h = reg.value_with_ttl::<char>("first", Duration::from_millis(100));
+        let plain = reg.value::<char>("plain");
+        let mut store = StateStore::new(reg);
+        assert!(store.value(h, 10, 0).set_if_absent(&1, 'a'));
+        assert!(!store.value(h, 50, 0).set_if_absent(&1, 'b'), "live: kept");
+        assert_eq!(store.value(h, 0, 0).get(&1), Some(&'a'));
+        // Not renewed by the refused write: expires at 10 + 100.
+        store.expire(110);
+        assert_eq!(store.value(h, 0, 110).get(&1), None);
+        assert!(
+            store.value(h, 120, 110).set_if_absent(&1, 'c'),
+            "after expiry"
+        );
+        // Expired but not yet swept (its bucket is still ahead of the watermark): replaced,
+        // and swept later at its new expiry.
+        assert!(store.value(h, 125, 110).set_if_absent(&2, 'x'));
+        assert_eq!(store.value(h, 0, 226).get(&2), None, "expired at 225");
+        assert!(store.value(h, 300, 226).set_if_absent(&2, 'y'));
+        assert_eq!(store.value(h, 0, 226).get(&2), Some(&'y'));
+        store.expire(399);
+        assert_eq!(
+            store.value(h, 0, 399).get(&2),
+            Some(&'y'),
+            "lives until 400"
+        );
+        assert_eq!(store.value(h, 0, 400).get(&2), None);
+        store.expire(10_000);
+        assert_eq!(store.keys(), 0, "swept at its new expiry");
+        assert!(store.value(plain, 0, 0).set_if_absent(&7, 'p'));
+        assert!(!store.value(plain, 0, 0).set_if_absent(&7, 'q'));
+        assert_eq!(store.value(plain, 0, 0).get(&7), Some(&'p'));
     }
 
     #[test]

@@ -119,12 +119,10 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for Dedup {
         event: RideEvent,
         ctx: &mut Context<'_, Arc<str>, RideEvent>,
     ) {
-        let seen = ctx.value(self.seen);
-        if seen.get(id).is_some() {
-            ctx.output(&self.duplicates, event);
-        } else {
-            seen.set(id, ());
+        if ctx.value(self.seen).set_if_absent(id, ()) {
             ctx.emit(event);
+        } else {
+            ctx.output(&self.duplicates, event);
         }
     }
 }
