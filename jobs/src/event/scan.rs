@@ -119,6 +119,33 @@ impl Field {
     }
 }
 
+/// The index of the first `"`, `\\` or control character in `b`, eight bytes at a time.
+fn string_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // High bit set in each byte of `x` that is zero (the lowest such flag is exact; flags
+    // above it may be spurious, which the first-match search below never looks at).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let hits = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            // Bytes below 0x20 (the classic "has less than" test).
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| at + i)
+}
+
 /// Exact powers of ten for the fast path of [`Scanner::number`].
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -155,9 +182,7 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let len = self.b[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let len = string_end(&self.b[start..])?;
         if self.b[start + len] != b'"' {
             return None;
         }
@@ -367,6 +392,28 @@ mod tests {
         for v in [40.747601, -73.978037, 0.1, 1e-7, 123456789.123, 5.0] {
             let line = format!(r#"{{"latitude":{}}}"#, serde_json::to_string(&v).unwrap());
             assert_eq!(scan(&line).unwrap().latitude, Some(v), "{line}");
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_any_offset() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let mut b = vec![b'a'; len];
+                b.push(stop);
+                b.extend_from_slice(b"\"zz");
+                assert_eq!(string_end(&b), Some(len), "{len} {stop}");
+            }
+            // Bytes that must not stop it: high bytes (UTF-8), space, 0x7f, 0xa2, 0xdc.
+            let mut b: Vec<u8> = [0xc3, 0xa9, b' ', 0x7f, 0xa2, 0xdc, 0x21, 0x5d]
+                .iter()
+                .cycle()
+                .take(len)
+                .copied()
+                .collect();
+            b.push(b'"');
+            assert_eq!(string_end(&b), Some(len), "{len}");
+            assert_eq!(string_end(&b[..len]), None);
         }
     }
 
