@@ -34,13 +34,14 @@
 //!   The `summary` output is per run.
 
 use std::fs;
+use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{JsonLinesSink, LinesSource};
+use sluice_connectors::{BadLine, JsonLinesSink, LinesSource};
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, Clock, JobHandle, RestoreFrom, SystemClock};
 
@@ -417,6 +418,34 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
     Ok(None)
 }
 
+/// Spreads raw lines over every worker when there are fewer inputs (`splits`) than workers:
+/// each input is read by one worker, and parsing and validating, the most expensive step of a
+/// run, would otherwise stay on the workers that read. Lines go by a hash of their bytes, so
+/// where a line is parsed does not depend on timing, and each worker sees its share in input
+/// order (its watermarks follow the input's time, as the reading worker's would).
+fn spread(
+    lines: Stream<Result<String, BadLine>>,
+    splits: usize,
+    parallelism: usize,
+) -> Stream<Result<String, BadLine>> {
+    if splits >= parallelism {
+        return lines;
+    }
+    let hasher = sluice_engine::keys::FixedState::default();
+    lines
+        .key_by(move |l: &Result<String, BadLine>| {
+            let bytes = match l {
+                Ok(line) => line.as_bytes(),
+                Err(bad) => bad.line.as_bytes(),
+            };
+            hasher.hash_one(bytes)
+        })
+        .name("spread_lines")
+        .into_stream()
+        .map(|(_, line)| line)
+        .name("spread_lines.values")
+}
+
 fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
     stream: Stream<T>,
     out: &Path,
@@ -483,12 +512,12 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         Input::Files(paths) => {
             let lines =
                 env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
-            ingest_lines(lines, &ingest)
+            ingest_lines(spread(lines, paths.len(), cfg.parallelism), &ingest)
         }
         Input::Stdin => {
             ingest.validate.source = "-".into();
             let lines = env.source(LinesSource::stdin().max_line_bytes(cfg.max_line_bytes));
-            ingest_lines(lines, &ingest)
+            ingest_lines(spread(lines, 1, cfg.parallelism), &ingest)
         }
     };
     let out = &cfg.out;

@@ -11,6 +11,7 @@
 //! | `surge` | surge: hand-computed golden file hitting every tier, order and parallelism independence, late events |
 //! | `cli` | the `ridehail` binary end to end: default run, `generate | run --input -`, clear errors |
 //! | `crash` | `ridehail run` SIGKILLed 20+ times and resumed from checkpoints: output equals a failure-free run's; `--resume` errors |
+//! | `run` | `ridehail::start` over a file: spread over the workers for parsing, same output at 1 and 2 workers |
 //! | `ingest` | generated data with faults at 1 and 2 workers: lines = valid + dead letters, valid = unique + duplicates |
 //!
 //! `fixtures` and `pipelines` hold what they share (inputs, running under a deadline, shuffles
@@ -26,6 +27,7 @@ mod it {
     mod ingest;
     mod live;
     mod pipelines;
+    mod run;
     mod shifts;
     mod surge;
     mod trips;

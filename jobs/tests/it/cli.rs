@@ -9,10 +9,7 @@ fn ridehail() -> Command {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ridehail-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    super::fixtures::temp_dir("cli", name)
 }
 
 fn summary(out: &Path) -> serde_json::Value {

@@ -20,6 +20,15 @@ pub const BOUND: Duration = Duration::from_secs(5);
 /// How long a job may take before its test fails as hung.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A fresh, empty directory `ridehail-<kind>-<pid>-<name>` under the system's temporary
+/// directory.
+pub fn temp_dir(kind: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ridehail-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// `jobs/tests/data/<name>`.
 pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,88 @@
+//! The whole run as a library call (`ridehail::start`) over files: one file read at two workers
+//! is spread over both for parsing, and gives exactly the output of one worker.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice_jobs::generator::{CityGenerator, GeneratorConfig};
+use sluice_jobs::ridehail::{start, Input, RunConfig, OUTPUT_DIRS};
+
+use super::fixtures::temp_dir;
+use super::pipelines::op;
+
+/// Every committed output line, sorted, per output directory (the per-run summary aside).
+fn outputs(out: &Path) -> Vec<(String, Vec<String>)> {
+    OUTPUT_DIRS
+        .iter()
+        .filter(|d| **d != "summary")
+        .map(|d| {
+            let mut lines = Vec::new();
+            let mut dirs = vec![out.join(d)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().to_string();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if name.starts_with("part-") {
+                        let text = std::fs::read_to_string(&path).unwrap();
+                        lines.extend(text.lines().map(str::to_string));
+                    }
+                }
+            }
+            lines.sort();
+            (d.to_string(), lines)
+        })
+        .collect()
+}
+
+#[test]
+fn one_file_at_two_workers_is_parsed_on_both_and_gives_the_output_of_one() {
+    let dir = temp_dir("run", "spread");
+    let input = dir.join("in.jsonl");
+    let city = CityGenerator::new(GeneratorConfig {
+        duration: None,
+        max_lines: Some(20_000),
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    let mut text = city.lines().collect::<Vec<_>>().join("\n");
+    text.push('\n');
+    std::fs::write(&input, text).unwrap();
+
+    let mut results = Vec::new();
+    for parallelism in [1, 2] {
+        let mut cfg = RunConfig::new(Input::Files(vec![input.clone()]));
+        cfg.out = dir.join(format!("out-{parallelism}"));
+        cfg.parallelism = parallelism;
+        let running = start(&cfg).expect("starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !running.handle().is_finished() {
+            assert!(Instant::now() < deadline, "the run did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let metrics = running.handle().metrics();
+        let spread = metrics.operator("spread_lines");
+        if parallelism == 1 {
+            assert!(spread.is_none(), "nothing to spread to at one worker");
+        } else {
+            assert_eq!(spread.map(|m| m.records_in), Some(20_000));
+        }
+        assert_eq!(op(&metrics, "validate").records_in, 20_000);
+        let report = running.finish().expect("the run ends");
+        assert_eq!(report.valid, 20_000);
+        results.push(outputs(&cfg.out));
+    }
+    let lines_in = |d: &str| {
+        results[0]
+            .iter()
+            .find(|(n, _)| n == d)
+            .map(|(_, l)| l.len())
+    };
+    assert_eq!(lines_in("backup"), Some(20_000));
+    for d in ["surge", "trips", "live-drivers"] {
+        assert!(lines_in(d) > Some(0), "{d} has output");
+    }
+    assert_eq!(results[0], results[1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
