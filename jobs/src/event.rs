@@ -40,6 +40,17 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in a fixed order.
+    pub const ALL: [EventType; 7] = [
+        EventType::RiderRequest,
+        EventType::DriverAvailable,
+        EventType::DriverOffline,
+        EventType::DriverLocationUpdate,
+        EventType::TripStarted,
+        EventType::TripCompleted,
+        EventType::TripCancelled,
+    ];
+
     /// The wire name, e.g. `RIDER_REQUEST`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -942,6 +953,111 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         None => event.zone = event.point().map(|p| h3_zone(p, cfg.h3_resolution)),
     }
     Ok(RideEvent::new(event))
+}
+
+/// The fast path of validating an event that is already data (the generator's): `Ok` with
+/// the valid event, exactly as [`parse_event`] would return it for the event's JSON text, when
+/// that is certain; otherwise the data back, for the caller to serialise and parse (so that
+/// every dead letter is worded by [`parse_event`], and anything unusual is decided there).
+///
+/// `max_line_bytes`: the caller's line limit; an event whose text might exceed it is given
+/// back.
+// The `Err` is the event itself, handed back by move for the slow path.
+#[allow(clippy::result_large_err)]
+pub fn accept_event(
+    mut e: RideEventData,
+    now_ms: i64,
+    cfg: &Validation,
+    max_line_bytes: usize,
+) -> Result<RideEvent, RideEventData> {
+    /// 9999-12-31T23:59:59.999Z: later times have no four-digit year.
+    const LATEST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+    let point_ok = |p: &Point| {
+        p.lat.is_finite()
+            && (-90.0..=90.0).contains(&p.lat)
+            && p.lon.is_finite()
+            && (-180.0..=180.0).contains(&p.lon)
+    };
+    let amount_ok = |x: f64| x.is_finite() && x >= 0.0;
+    let mut text_bytes = e.event_id.len() + e.zone.as_deref().map_or(0, str::len);
+    let len_of = |ids: &[Option<&Arc<str>>]| ids.iter().flatten().map(|s| s.len()).sum::<usize>();
+    let payload_ok = match &e.payload {
+        Payload::RiderRequest {
+            rider_id,
+            pickup,
+            dropoff,
+        } => {
+            text_bytes += len_of(&[Some(rider_id)]);
+            point_ok(pickup) && dropoff.as_ref().map_or(true, point_ok)
+        }
+        Payload::DriverAvailable {
+            driver_id,
+            location,
+        }
+        | Payload::DriverLocationUpdate {
+            driver_id,
+            location,
+        } => {
+            text_bytes += len_of(&[Some(driver_id)]);
+            point_ok(location)
+        }
+        Payload::DriverOffline { driver_id } => {
+            text_bytes += len_of(&[Some(driver_id)]);
+            true
+        }
+        Payload::TripStarted {
+            trip_id,
+            driver_id,
+            rider_id,
+            start,
+            estimated_duration,
+            estimated_fare,
+        } => {
+            text_bytes += len_of(&[Some(trip_id), Some(driver_id), Some(rider_id)]);
+            point_ok(start)
+                && estimated_duration.map_or(true, amount_ok)
+                && estimated_fare.map_or(true, amount_ok)
+        }
+        Payload::TripCompleted {
+            trip_id,
+            driver_id,
+            end,
+            actual_fare,
+            actual_duration,
+            rating,
+        } => {
+            text_bytes += len_of(&[Some(trip_id), Some(driver_id)]);
+            point_ok(end)
+                && amount_ok(*actual_fare)
+                && amount_ok(*actual_duration)
+                && rating.map_or(true, |r| (1.0..=5.0).contains(&r))
+        }
+        Payload::TripCancelled {
+            trip_id,
+            driver_id,
+            rider_id,
+            reason,
+        } => {
+            text_bytes += len_of(&[Some(trip_id), driver_id.as_ref(), rider_id.as_ref()]);
+            text_bytes += reason.as_deref().map_or(0, str::len);
+            true
+        }
+    };
+    // Escaping makes a string at most six times longer; numbers and keys take well under 1 KiB.
+    let fits = text_bytes.saturating_mul(6).saturating_add(1024) <= max_line_bytes;
+    let ok = payload_ok
+        && fits
+        && (1..=128).contains(&e.event_id.len())
+        && (EARLIEST_TIMESTAMP_MS..=LATEST_TIMESTAMP_MS).contains(&e.timestamp)
+        && e.timestamp <= now_ms.saturating_add(cfg.max_future_skew_ms)
+        && (e.zone.is_some() || !e.zone_given);
+    if !ok {
+        return Err(e);
+    }
+    if !e.zone_given {
+        e.zone = e.point().map(|p| h3_zone(p, cfg.h3_resolution));
+    }
+    Ok(RideEvent::new(e))
 }
 
 /// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).

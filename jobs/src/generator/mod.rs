@@ -26,8 +26,10 @@
 //!
 //! # Two ways to use it
 //!
-//! - As a [`Source<String>`](sluice_engine::source::Source) in a pipeline: one source split per
-//!   simulated split. Each line carries its event time as its record timestamp (a malformed
+//! - As a [`Source<GeneratedLine>`](sluice_engine::source::Source) in a pipeline: one source
+//!   split per simulated split. A valid event stays data ([`GeneratedLine::Event`]: validation
+//!   checks it without writing and re-parsing its text, with the same result); a malformed line
+//!   is text. Each line carries its event time as its record timestamp (a malformed
 //!   line, the time of the event it was derived from), so
 //!   `env.source(city).with_watermarks(Watermarks::bounded_out_of_orderness(..))` tracks a
 //!   watermark *per split* (see [`crate::ingest`]).
@@ -266,24 +268,72 @@ impl CityGenerator {
     }
 }
 
+/// One generated input line: a valid event kept as data, or a line of text (an injected
+/// malformed line).
+///
+/// What [`CityGenerator`] emits as a [`Source`](sluice_engine::source::Source). A valid event
+/// is serialised only when its text is needed ([`GeneratedLine::into_text`], which
+/// `ridehail generate` and [`CityGenerator::lines`] use); validation checks it as data and
+/// gives exactly the result that parsing its text would
+/// (see [`RawLine::validate`](crate::validate::RawLine::validate)), so a run on the generator
+/// equals a run on `ridehail generate`'s output without writing and re-reading every line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneratedLine {
+    /// A valid event.
+    Event(RideEventData),
+    /// A line of text.
+    Text(String),
+}
+
+impl GeneratedLine {
+    /// The line as JSON Lines text (without the newline).
+    pub fn into_text(self) -> String {
+        match self {
+            GeneratedLine::Event(e) => e.to_json(),
+            GeneratedLine::Text(t) => t,
+        }
+    }
+}
+
 /// A line and when it is emitted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TimedLine {
     /// Simulated time at which the line leaves the generator (event time, plus any injected
     /// delay).
     pub(crate) release: i64,
     /// The event time of the event it carries (or was derived from).
     pub(crate) ts: i64,
-    pub(crate) text: String,
+    pub(crate) line: GeneratedLine,
 }
 
-/// A delayed line in the release queue, ordered by release time and then by queueing order.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A delayed line in the release queue, ordered by release time and then by queueing order
+/// (`seq` is unique, so the line itself is never compared).
+#[derive(Debug)]
 struct Delayed {
     release: i64,
     seq: u64,
     ts: i64,
-    text: String,
+    line: GeneratedLine,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.release, self.seq) == (other.release, other.seq)
+    }
+}
+
+impl Eq for Delayed {}
+
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.release, self.seq).cmp(&(other.release, other.seq))
+    }
 }
 
 /// The lines of one split: the simulation, with faults applied. An iterator of `String`s.
@@ -345,7 +395,7 @@ impl SplitLines {
                 self.delayed.pop().map(|Reverse(d)| TimedLine {
                     release: d.release,
                     ts: d.ts,
-                    text: d.text,
+                    line: d.line,
                 })
             } else {
                 self.ready.pop_front()
@@ -368,52 +418,40 @@ impl SplitLines {
         }
     }
 
-    /// Serialises one valid event and applies the faults to it.
+    /// Applies the faults to one valid event. It stays data; only a malformed copy is text.
     fn inject(&mut self, e: RideEventData) {
         let ts = e.timestamp;
-        let text = e.to_json();
+        let on_time = |line| TimedLine {
+            release: ts,
+            ts,
+            line,
+        };
         if !self.faults.any() {
-            self.ready.push_back(TimedLine {
-                release: ts,
-                ts,
-                text,
-            });
+            self.ready.push_back(on_time(GeneratedLine::Event(e)));
             return;
         }
         let bad = (self.faults.malformed > 0.0 && self.fault_rng.chance(self.faults.malformed))
-            .then(|| faults::malformed(&text, &mut self.fault_rng));
+            .then(|| faults::malformed(&e.to_json(), &mut self.fault_rng));
         match self.faults.fate(&mut self.fault_rng) {
-            Fate::OnTime => self.ready.push_back(TimedLine {
-                release: ts,
-                ts,
-                text,
-            }),
+            Fate::OnTime => self.ready.push_back(on_time(GeneratedLine::Event(e))),
             Fate::Duplicate(delay) => {
-                self.hold(ts, delay, text.clone());
-                self.ready.push_back(TimedLine {
-                    release: ts,
-                    ts,
-                    text,
-                });
+                self.hold(ts, delay, GeneratedLine::Event(e.clone()));
+                self.ready.push_back(on_time(GeneratedLine::Event(e)));
             }
-            Fate::Delayed(delay) => self.hold(ts, delay, text),
+            Fate::Delayed(delay) => self.hold(ts, delay, GeneratedLine::Event(e)),
         }
         if let Some(text) = bad {
-            self.ready.push_back(TimedLine {
-                release: ts,
-                ts,
-                text,
-            });
+            self.ready.push_back(on_time(GeneratedLine::Text(text)));
         }
     }
 
-    fn hold(&mut self, ts: i64, delay: i64, text: String) {
+    fn hold(&mut self, ts: i64, delay: i64, line: GeneratedLine) {
         self.seq += 1;
         self.delayed.push(Reverse(Delayed {
             release: ts.saturating_add(delay),
             seq: self.seq,
             ts,
-            text,
+            line,
         }));
     }
 }
@@ -422,7 +460,7 @@ impl Iterator for SplitLines {
     type Item = String;
 
     fn next(&mut self) -> Option<String> {
-        self.next_timed().map(|l| l.text)
+        self.next_timed().map(|l| l.line.into_text())
     }
 }
 
@@ -451,7 +489,7 @@ impl Iterator for Lines {
         if let ([split], Pace::Unlimited) = (&mut self.splits[..], self.pacer.pace) {
             // One split, no pacing: nothing to merge or wait for.
             return match self.pending[0].take() {
-                Some(line) => Some(line.text),
+                Some(line) => Some(line.line.into_text()),
                 None => split.next(),
             };
         }
@@ -467,7 +505,7 @@ impl Iterator for Lines {
         if let Some(l) = &self.pending[i] {
             self.heads.push(Reverse((l.release, i)));
         }
-        Some(line.text)
+        Some(line.line.into_text())
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Instant;
 use sluice_engine::source::{Source, SourceOutput, SourceStatus, Split, SplitReader};
 use sluice_engine::BoxError;
 
-use super::{CityGenerator, Pacer, SplitLines, TimedLine};
+use super::{CityGenerator, GeneratedLine, Pacer, SplitLines, TimedLine};
 
-impl Source<String> for CityGenerator {
+impl Source<GeneratedLine> for CityGenerator {
     /// One split per simulated split ([`GeneratorConfig::splits`](super::GeneratorConfig));
     /// the parallelism plays no part, so the data does not depend on it.
     fn splits(&self, _parallelism: usize) -> Result<Vec<Split>, BoxError> {
@@ -29,7 +29,7 @@ impl Source<String> for CityGenerator {
         &self,
         split: &Split,
         position: Option<u64>,
-    ) -> Result<Box<dyn SplitReader<String>>, BoxError> {
+    ) -> Result<Box<dyn SplitReader<GeneratedLine>>, BoxError> {
         let n = self.cfg.splits;
         if split.index >= n || split.id != format!("city-{}-of-{n}", split.index) {
             return Err(format!(
@@ -64,8 +64,11 @@ struct CityReader {
     pacer: Pacer,
 }
 
-impl SplitReader<String> for CityReader {
-    fn poll(&mut self, out: &mut SourceOutput<'_, String>) -> Result<SourceStatus, BoxError> {
+impl SplitReader<GeneratedLine> for CityReader {
+    fn poll(
+        &mut self,
+        out: &mut SourceOutput<'_, GeneratedLine>,
+    ) -> Result<SourceStatus, BoxError> {
         let now = Instant::now();
         while !out.is_full() {
             let line = match self.next.take() {
@@ -84,7 +87,7 @@ impl SplitReader<String> for CityReader {
             }
             self.pacer.emitted(1);
             self.position += 1;
-            out.push_at(line.ts, line.text);
+            out.push_at(line.ts, line.line);
         }
         Ok(if self.done {
             SourceStatus::Finished

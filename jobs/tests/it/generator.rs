@@ -137,8 +137,9 @@ fn a_source_split_resumes_exactly_at_its_position() {
     assert_eq!(&full[head.len()..], &tail[..full.len() - head.len()]);
     // Record timestamps are the events' times (a malformed line: its origin's).
     for (ts, line) in &full {
-        if let Ok(e) = parse_event(line, NOW, &Validation::default()) {
-            assert_eq!(*ts, e.timestamp, "{line}");
+        let text = line.clone().into_text();
+        if let Ok(e) = parse_event(&text, NOW, &Validation::default()) {
+            assert_eq!(*ts, e.timestamp, "{text}");
         }
     }
     assert!(gen
