@@ -184,9 +184,12 @@ impl RideEvent {
         Self(Arc::new(data))
     }
 
-    /// The event's data to change (copied first if the handle is shared).
+    /// The event's data to change (copied first if the handle is shared). Its zone is derived
+    /// afresh afterwards.
     pub fn make_mut(&mut self) -> &mut RideEventData {
-        Arc::make_mut(&mut self.0)
+        let data = Arc::make_mut(&mut self.0);
+        data.derived_zone = std::sync::OnceLock::new();
+        data
     }
 }
 
@@ -211,22 +214,88 @@ impl fmt::Debug for RideEvent {
 }
 
 /// What a [`RideEvent`] holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its geo zone ([`zone`](Self::zone)) is the input's `geo_zone` if it had one, else the H3
+/// cell of its coordinates, computed on first use and kept: most events are location updates
+/// of drivers on a trip, whose zone no job needs, and an H3 lookup costs more than the rest of
+/// validating an event.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RideEventData {
     /// The deduplication key.
     pub event_id: Arc<str>,
     /// Event time, ms since the epoch.
     pub timestamp: i64,
-    /// The `geo_zone` field if present, else the H3 cell of the event's coordinates (if it has
-    /// any).
-    pub zone: Option<Arc<str>>,
-    /// Whether `zone` came from the input's `geo_zone` (rather than being derived).
-    pub zone_given: bool,
+    /// The input's `geo_zone` field, if present.
+    pub geo_zone: Option<Arc<str>>,
+    /// The H3 resolution of a derived zone (from [`Validation::h3_resolution`]).
+    pub h3_resolution: u8,
     /// Type-specific fields.
     pub payload: Payload,
+    /// The derived zone, once computed (a function of the fields above, so neither compared nor
+    /// checkpointed).
+    #[serde(skip)]
+    derived_zone: std::sync::OnceLock<Option<Arc<str>>>,
+}
+
+/// A copy derives its zone afresh (it is usually made to be changed).
+impl Clone for RideEventData {
+    fn clone(&self) -> Self {
+        Self {
+            event_id: self.event_id.clone(),
+            timestamp: self.timestamp,
+            geo_zone: self.geo_zone.clone(),
+            h3_resolution: self.h3_resolution,
+            payload: self.payload.clone(),
+            derived_zone: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// Events are equal when their fields are (whether a zone was derived yet does not matter).
+impl PartialEq for RideEventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_id == other.event_id
+            && self.timestamp == other.timestamp
+            && self.geo_zone == other.geo_zone
+            && self.h3_resolution == other.h3_resolution
+            && self.payload == other.payload
+    }
 }
 
 impl RideEventData {
+    /// An event with no `geo_zone`, whose zone is derived at the default resolution.
+    pub fn new(event_id: Arc<str>, timestamp: i64, payload: Payload) -> Self {
+        Self {
+            event_id,
+            timestamp,
+            geo_zone: None,
+            h3_resolution: Validation::default().h3_resolution,
+            payload,
+            derived_zone: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event's geo zone: its `geo_zone` if given, else the H3 cell of its coordinates at
+    /// [`h3_resolution`](Self::h3_resolution), or `None` for an event with neither.
+    ///
+    /// A derived zone is computed on the first call and kept: change the coordinates or the
+    /// resolution of a value before that, or through [`RideEvent::make_mut`] or a clone,
+    /// which derive it afresh.
+    pub fn zone(&self) -> Option<&Arc<str>> {
+        match &self.geo_zone {
+            Some(z) => Some(z),
+            None => self
+                .derived_zone
+                .get_or_init(|| self.point().map(|p| h3_zone(p, self.h3_resolution)))
+                .as_ref(),
+        }
+    }
+
+    /// Whether the event has a zone (a `geo_zone`, or coordinates), without computing it.
+    pub fn has_zone(&self) -> bool {
+        self.geo_zone.is_some() || self.point().is_some()
+    }
+
     /// The event's type.
     pub fn event_type(&self) -> EventType {
         match self.payload {
@@ -320,10 +389,8 @@ impl RideEventData {
         w.raw("\",\"timestamp\":\"");
         w.timestamp(self.timestamp);
         w.raw("\"");
-        if self.zone_given {
-            if let Some(z) = &self.zone {
-                w.str(key!("geo_zone"), z);
-            }
+        if let Some(z) = &self.geo_zone {
+            w.str(key!("geo_zone"), z);
         }
         match &self.payload {
             Payload::RiderRequest {
@@ -413,11 +480,7 @@ impl RideEventData {
             event_id: Some(Cow::Borrowed(&self.event_id)),
             event_type: Some(Cow::Borrowed(self.event_type().as_str())),
             timestamp: Some(timestamp),
-            geo_zone: if self.zone_given {
-                self.zone.as_deref().map(Cow::Borrowed)
-            } else {
-                None
-            },
+            geo_zone: self.geo_zone.as_deref().map(Cow::Borrowed),
             ..Wire::default()
         };
         fn b(s: &str) -> Option<Cow<'_, str>> {
@@ -938,20 +1001,9 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             reason: opt_string(w.reason),
         },
     };
-    let mut event = RideEventData {
-        event_id,
-        timestamp,
-        zone: None,
-        zone_given: false,
-        payload,
-    };
-    match w.geo_zone {
-        Some(z) => {
-            event.zone = Some(Arc::from(z.as_ref()));
-            event.zone_given = true;
-        }
-        None => event.zone = event.point().map(|p| h3_zone(p, cfg.h3_resolution)),
-    }
+    let mut event = RideEventData::new(event_id, timestamp, payload);
+    event.geo_zone = w.geo_zone.map(|z| Arc::from(z.as_ref()));
+    event.h3_resolution = cfg.h3_resolution;
     Ok(RideEvent::new(event))
 }
 
@@ -979,7 +1031,7 @@ pub fn accept_event(
             && (-180.0..=180.0).contains(&p.lon)
     };
     let amount_ok = |x: f64| x.is_finite() && x >= 0.0;
-    let mut text_bytes = e.event_id.len() + e.zone.as_deref().map_or(0, str::len);
+    let mut text_bytes = e.event_id.len() + e.geo_zone.as_deref().map_or(0, str::len);
     let len_of = |ids: &[Option<&Arc<str>>]| ids.iter().flatten().map(|s| s.len()).sum::<usize>();
     let payload_ok = match &e.payload {
         Payload::RiderRequest {
@@ -1049,13 +1101,13 @@ pub fn accept_event(
         && fits
         && (1..=128).contains(&e.event_id.len())
         && (EARLIEST_TIMESTAMP_MS..=LATEST_TIMESTAMP_MS).contains(&e.timestamp)
-        && e.timestamp <= now_ms.saturating_add(cfg.max_future_skew_ms)
-        && (e.zone.is_some() || !e.zone_given);
+        && e.timestamp <= now_ms.saturating_add(cfg.max_future_skew_ms);
     if !ok {
         return Err(e);
     }
-    if !e.zone_given {
-        e.zone = e.point().map(|p| h3_zone(p, cfg.h3_resolution));
+    if e.h3_resolution != cfg.h3_resolution {
+        e.h3_resolution = cfg.h3_resolution;
+        e.derived_zone = std::sync::OnceLock::new();
     }
     Ok(RideEvent::new(e))
 }
@@ -1137,14 +1189,10 @@ mod tests {
             assert_eq!(e, again);
         }
         let e = parse(lines[1]).unwrap();
-        assert_eq!(e.zone.as_deref(), Some("z9"));
+        assert_eq!(e.zone().map(|z| &**z), Some("z9"));
         let e = parse(lines[0]).unwrap();
-        assert_eq!(
-            e.zone.as_deref().map(str::len),
-            Some(15),
-            "an H3 cell in hex"
-        );
-        assert_eq!(parse(lines[2]).unwrap().zone, None);
+        assert_eq!(e.zone().map(|z| z.len()), Some(15), "an H3 cell in hex");
+        assert_eq!(parse(lines[2]).unwrap().zone(), None);
     }
 
     #[test]
@@ -1294,17 +1342,10 @@ mod tests {
             },
         ]
         .into_iter()
-        .map(|payload| RideEventData {
-            event_id: "e-1".into(),
-            timestamp: NOW,
-            zone: None,
-            zone_given: false,
-            payload,
-        })
+        .map(|payload| RideEventData::new("e-1".into(), NOW, payload))
         .collect::<Vec<_>>();
         let mut zoned = events[0].clone();
-        zoned.zone = Some(Arc::from("zone \"7\""));
-        zoned.zone_given = true;
+        zoned.geo_zone = Some(Arc::from("zone \"7\""));
         zoned.timestamp = -62_167_219_200_001; // a year the fast timestamp path leaves alone
         events.push(zoned);
         for e in &events {

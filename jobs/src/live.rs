@@ -364,7 +364,9 @@ struct ZoneDelta {
 struct Current {
     status: DriverStatus,
     location: Option<Point>,
-    zone: Option<Arc<str>>,
+    /// The latest event with a zone: the driver's zone is its zone, looked up only when a
+    /// snapshot needs it (most events are location updates, and an H3 lookup is costly).
+    zoned: Option<RideEvent>,
     /// The current trip and the zone it counts in.
     trip: Option<(Arc<str>, Arc<str>)>,
     last_event_time: Timestamp,
@@ -382,8 +384,8 @@ impl Current {
         if let Some(p) = e.point() {
             self.location = Some(p);
         }
-        if e.zone.is_some() {
-            self.zone.clone_from(&e.zone);
+        if e.has_zone() {
+            self.zoned = Some(e.clone());
         }
         match &e.payload {
             Payload::DriverAvailable { .. } => {
@@ -397,7 +399,7 @@ impl Current {
             Payload::TripStarted { trip_id, .. } => {
                 if self.trip.as_ref().map_or(true, |(t, _)| t != trip_id) {
                     self.end_trip(deltas);
-                    let zone = e.zone.clone().unwrap_or(Arc::from("unknown"));
+                    let zone = e.zone().cloned().unwrap_or(Arc::from("unknown"));
                     deltas.push((zone.clone(), 1));
                     self.trip = Some((trip_id.clone(), zone));
                 }
@@ -419,7 +421,11 @@ impl Current {
             driver_id: driver_id.to_string(),
             status: self.status,
             location: self.location,
-            zone: self.zone.as_deref().map(str::to_string),
+            zone: self
+                .zoned
+                .as_ref()
+                .and_then(|e| e.zone())
+                .map(|z| z.to_string()),
             current_trip: self.trip.as_ref().map(|(t, _)| t.to_string()),
             last_event_time: self.last_event_time,
         }
@@ -518,7 +524,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
                 .get_or_insert(Current {
                     status: DriverStatus::Available,
                     location: None,
-                    zone: None,
+                    zoned: None,
                     trip: None,
                     last_event_time: e.timestamp,
                 })

@@ -161,7 +161,7 @@ pub const LATE: &str = "late_driver_events";
 pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let demand = events
         .clone()
-        .filter(|e| e.event_type() == EventType::RiderRequest && e.zone.is_some())
+        .filter(|e| e.event_type() == EventType::RiderRequest && e.has_zone())
         .map(|e| Signal {
             supply: false,
             event: e,
@@ -188,7 +188,7 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let window_late = OutputTag::<Signal>::new("late_signals");
     let windows = demand
         .union([supply])
-        .key_by(|s: &Signal| s.event.zone.clone().unwrap_or_else(|| Arc::from("")))
+        .key_by(|s: &Signal| s.event.zone().cloned().unwrap_or_else(|| Arc::from("")))
         .name("surge_key_by_zone")
         .window(Tumbling::of(cfg.window))
         .late_data(&window_late)
@@ -362,7 +362,11 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
                 }
                 _ => false,
             };
-            let Some(zone) = e.zone.as_ref().filter(|_| supply) else {
+            // Only supply needs the zone (looked up here, not for every event).
+            if !supply {
+                continue;
+            }
+            let Some(zone) = e.zone() else {
                 continue;
             };
             // Signals are never late at the window (each leaves here when the watermark reaches

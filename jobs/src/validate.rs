@@ -345,12 +345,13 @@ mod tests {
         let offline: Vec<RideEventData> = samples
             .iter()
             .filter_map(|e| match &e.payload {
-                Payload::DriverAvailable { driver_id, .. } => Some(RideEventData {
-                    payload: Payload::DriverOffline {
+                Payload::DriverAvailable { driver_id, .. } => Some(RideEventData::new(
+                    e.event_id.clone(),
+                    e.timestamp,
+                    Payload::DriverOffline {
                         driver_id: driver_id.clone(),
                     },
-                    ..e.clone()
-                }),
+                )),
                 _ => None,
             })
             .collect();
@@ -367,11 +368,9 @@ mod tests {
                 Box::new(|e| e.timestamp = 1_704_067_199_999),
                 Box::new(|e| e.timestamp = now + 301_000),
                 Box::new(|e| e.timestamp = i64::MAX),
-                Box::new(|e| e.zone_given = true),
-                Box::new(|e| {
-                    e.zone = Some("z".into());
-                    e.zone_given = true;
-                }),
+                Box::new(|e| e.h3_resolution = 9),
+                Box::new(|e| e.geo_zone = Some("z".into())),
+                Box::new(|e| e.geo_zone = Some("z\u{7f}\"".into())),
             ];
             let bad_point = |p: &mut Point, k: u8| match k {
                 0 => p.lat = f64::NAN,

@@ -773,13 +773,7 @@ impl City {
         event_id.push('e');
         push_decimal(&mut event_id, self.next_event);
         self.next_event += 1;
-        out.push(RideEventData {
-            event_id: event_id.into(),
-            timestamp: time,
-            zone: None,
-            zone_given: false,
-            payload,
-        });
+        out.push(RideEventData::new(event_id.into(), time, payload));
     }
 }
 

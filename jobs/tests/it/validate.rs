@@ -61,8 +61,8 @@ fn golden_validate_covers_every_rule() {
         .iter()
         .find(|e| &*e.event_id == "v1")
         .expect("v1 is valid");
-    assert_eq!(v1.zone.as_deref().map(str::len), Some(15));
-    assert!(!v1.zone_given);
+    assert_eq!(v1.zone().map(|z| z.len()), Some(15));
+    assert!(v1.geo_zone.is_none());
 }
 
 #[test]
