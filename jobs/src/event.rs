@@ -1014,14 +1014,12 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
 ///
 /// `max_line_bytes`: the caller's line limit; an event whose text might exceed it is given
 /// back.
-// The `Err` is the event itself, handed back by move for the slow path.
-#[allow(clippy::result_large_err)]
 pub fn accept_event(
-    mut e: RideEventData,
+    mut e: RideEvent,
     now_ms: i64,
     cfg: &Validation,
     max_line_bytes: usize,
-) -> Result<RideEvent, RideEventData> {
+) -> Result<RideEvent, RideEvent> {
     /// 9999-12-31T23:59:59.999Z: later times have no four-digit year.
     const LATEST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
     let point_ok = |p: &Point| {
@@ -1106,10 +1104,9 @@ pub fn accept_event(
         return Err(e);
     }
     if e.h3_resolution != cfg.h3_resolution {
-        e.h3_resolution = cfg.h3_resolution;
-        e.derived_zone = std::sync::OnceLock::new();
+        e.make_mut().h3_resolution = cfg.h3_resolution;
     }
-    Ok(RideEvent::new(e))
+    Ok(e)
 }
 
 /// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).

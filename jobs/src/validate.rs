@@ -318,14 +318,17 @@ mod tests {
         let events: Vec<RideEventData> = lines
             .iter()
             .filter_map(|l| match l {
-                GeneratedLine::Event(e) => Some(e.clone()),
+                GeneratedLine::Event(e) => Some(RideEventData::clone(e)),
                 GeneratedLine::Text(_) => None,
             })
             .collect();
         assert!(lines.len() > events.len(), "malformed lines among them");
         let fast = events
             .iter()
-            .filter(|e| accept_event((*e).clone(), now, &Validation::default(), 65_536).is_ok())
+            .filter(|e| {
+                let e = RideEvent::new((*e).clone());
+                accept_event(e, now, &Validation::default(), 65_536).is_ok()
+            })
             .count();
         assert_eq!(
             fast,
@@ -406,7 +409,7 @@ mod tests {
             for v in &variants {
                 let mut e = e.clone();
                 v(&mut e);
-                odd.push(GeneratedLine::Event(e));
+                odd.push(GeneratedLine::Event(RideEvent::new(e)));
             }
         }
         for (max_line_bytes, lines) in [(65_536, &lines), (65_536, &odd), (120, &lines)] {

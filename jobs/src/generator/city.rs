@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use sluice_connectors::SplitMix64;
 
-use crate::event::{Payload, Point, RideEventData};
+use crate::event::{Payload, Point, RideEvent, RideEventData};
 
 use super::{BoundingBox, GeneratorConfig};
 
@@ -349,7 +349,7 @@ impl City {
 
     /// Runs the next action, appending the events it produces (all at its time) to `out`.
     /// Returns `false` when the simulation is over.
-    pub(crate) fn step(&mut self, out: &mut Vec<RideEventData>) -> bool {
+    pub(crate) fn step(&mut self, out: &mut Vec<RideEvent>) -> bool {
         if self.next_time().is_none() {
             return false;
         }
@@ -378,7 +378,7 @@ impl City {
     // Actions
     // -----------------------------------------------------------------------------------------
 
-    fn tick(&mut self, now: i64, driver: u32, epoch: u32, out: &mut Vec<RideEventData>) {
+    fn tick(&mut self, now: i64, driver: u32, epoch: u32, out: &mut Vec<RideEvent>) {
         let i = driver as usize;
         let state = self.drivers[i].state;
         if self.drivers[i].epoch != epoch || state == DriverState::Offline {
@@ -416,7 +416,7 @@ impl City {
         self.schedule(next, Action::Tick { driver, epoch });
     }
 
-    fn online(&mut self, now: i64, driver: u32, out: &mut Vec<RideEventData>) {
+    fn online(&mut self, now: i64, driver: u32, out: &mut Vec<RideEvent>) {
         let i = driver as usize;
         let shift = self.between(SHIFT.0, SHIFT.1);
         let target = self.somewhere();
@@ -432,7 +432,7 @@ impl City {
         self.schedule(first, Action::Tick { driver, epoch });
     }
 
-    fn offline(&mut self, now: i64, driver: u32, out: &mut Vec<RideEventData>) {
+    fn offline(&mut self, now: i64, driver: u32, out: &mut Vec<RideEvent>) {
         let d = &mut self.drivers[driver as usize];
         d.state = DriverState::Offline;
         d.epoch = d.epoch.wrapping_add(1);
@@ -442,7 +442,7 @@ impl City {
         self.schedule(back, Action::Online { driver });
     }
 
-    fn request(&mut self, now: i64, out: &mut Vec<RideEventData>) {
+    fn request(&mut self, now: i64, out: &mut Vec<RideEvent>) {
         let no = self.next_trip;
         self.next_trip += 1;
         let rider: Arc<str> = format!("{}r{}", self.prefix, self.rng.below(self.riders)).into();
@@ -486,7 +486,7 @@ impl City {
         }
     }
 
-    fn arrive(&mut self, now: i64, no: u64, out: &mut Vec<RideEventData>) {
+    fn arrive(&mut self, now: i64, no: u64, out: &mut Vec<RideEvent>) {
         let Some(trip) = self.trips.get_mut(&no) else {
             return;
         };
@@ -527,7 +527,7 @@ impl City {
         }
     }
 
-    fn finish(&mut self, now: i64, no: u64, out: &mut Vec<RideEventData>) {
+    fn finish(&mut self, now: i64, no: u64, out: &mut Vec<RideEvent>) {
         let Some(trip) = self.trips.remove(&no) else {
             return;
         };
@@ -556,7 +556,7 @@ impl City {
         self.release(now, driver, out);
     }
 
-    fn cancel(&mut self, now: i64, no: u64, out: &mut Vec<RideEventData>) {
+    fn cancel(&mut self, now: i64, no: u64, out: &mut Vec<RideEvent>) {
         let Some(trip) = self.trips.get(&no) else {
             return;
         };
@@ -585,7 +585,7 @@ impl City {
         self.release(now, driver, out);
     }
 
-    fn give_up(&mut self, now: i64, no: u64, out: &mut Vec<RideEventData>) {
+    fn give_up(&mut self, now: i64, no: u64, out: &mut Vec<RideEvent>) {
         if self.trips.get(&no).map(|t| t.state) != Some(TripState::Waiting) {
             return;
         }
@@ -609,7 +609,7 @@ impl City {
 
     /// A driver is done with a trip: available again (and matched to a waiting rider, if any),
     /// or offline if the shift is over.
-    fn release(&mut self, now: i64, driver: u32, out: &mut Vec<RideEventData>) {
+    fn release(&mut self, now: i64, driver: u32, out: &mut Vec<RideEvent>) {
         let d = &mut self.drivers[driver as usize];
         d.state = DriverState::Available;
         if now >= d.shift_end {
@@ -621,7 +621,7 @@ impl City {
     }
 
     /// Emits `DRIVER_AVAILABLE` and hands the driver the longest-waiting request, if any.
-    fn available(&mut self, now: i64, driver: u32, out: &mut Vec<RideEventData>) {
+    fn available(&mut self, now: i64, driver: u32, out: &mut Vec<RideEvent>) {
         let d = &self.drivers[driver as usize];
         let payload = Payload::DriverAvailable {
             driver_id: d.id.clone(),
@@ -767,13 +767,17 @@ impl City {
         });
     }
 
-    fn emit(&mut self, time: i64, payload: Payload, out: &mut Vec<RideEventData>) {
+    fn emit(&mut self, time: i64, payload: Payload, out: &mut Vec<RideEvent>) {
         let mut event_id = String::with_capacity(self.prefix.len() + 12);
         event_id.push_str(&self.prefix);
         event_id.push('e');
         push_decimal(&mut event_id, self.next_event);
         self.next_event += 1;
-        out.push(RideEventData::new(event_id.into(), time, payload));
+        out.push(RideEvent::new(RideEventData::new(
+            event_id.into(),
+            time,
+            payload,
+        )));
     }
 }
 

@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use sluice_connectors::SplitMix64;
 
-use crate::event::RideEventData;
+use crate::event::RideEvent;
 
 pub use city::demand_factor;
 pub use faults::Faults;
@@ -280,7 +280,7 @@ impl CityGenerator {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GeneratedLine {
     /// A valid event.
-    Event(RideEventData),
+    Event(RideEvent),
     /// A line of text.
     Text(String),
 }
@@ -341,7 +341,7 @@ pub struct SplitLines {
     city: City,
     faults: Faults,
     fault_rng: SplitMix64,
-    events: Vec<RideEventData>,
+    events: Vec<RideEvent>,
     ready: VecDeque<TimedLine>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
@@ -419,7 +419,7 @@ impl SplitLines {
     }
 
     /// Applies the faults to one valid event. It stays data; only a malformed copy is text.
-    fn inject(&mut self, e: RideEventData) {
+    fn inject(&mut self, e: RideEvent) {
         let ts = e.timestamp;
         let on_time = |line| TimedLine {
             release: ts,
