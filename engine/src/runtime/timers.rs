@@ -19,17 +19,23 @@ pub(crate) struct TimerQueue<K> {
 }
 
 /// The keys with a timer at one time. Most times have one key (a timer per event timestamp,
-/// say), which needs no allocation; a set once there are more.
+/// say), which needs no allocation; a few are a list searched in place (no hashing); many, a
+/// set.
 #[derive(Debug)]
 pub(crate) enum Keys<K> {
     One(K),
+    Few(Vec<K>),
     Many(FastSet<K>),
 }
+
+/// The most keys [`Keys::Few`] holds before it becomes a set.
+const FEW: usize = 16;
 
 impl<K: Key> Keys<K> {
     fn contains(&self, key: &K) -> bool {
         match self {
             Keys::One(k) => k == key,
+            Keys::Few(keys) => keys.contains(key),
             Keys::Many(set) => set.contains(key),
         }
     }
@@ -38,8 +44,15 @@ impl<K: Key> Keys<K> {
     fn add(&mut self, key: &K) {
         match self {
             Keys::One(k) => {
-                let mut set = fast_set();
-                set.insert(k.clone());
+                let mut keys = Vec::with_capacity(4);
+                keys.push(k.clone());
+                keys.push(key.clone());
+                *self = Keys::Few(keys);
+            }
+            Keys::Few(keys) if keys.len() < FEW => keys.push(key.clone()),
+            Keys::Few(keys) => {
+                let mut set: FastSet<K> = fast_set();
+                set.extend(keys.drain(..));
                 set.insert(key.clone());
                 *self = Keys::Many(set);
             }
@@ -52,32 +65,50 @@ impl<K: Key> Keys<K> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Keys::One(_) => 1,
+            Keys::Few(keys) => keys.len(),
             Keys::Many(set) => set.len(),
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &K> {
-        let (one, many) = match self {
-            Keys::One(k) => (Some(k), None),
-            Keys::Many(set) => (None, Some(set.iter())),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
+    fn iter(&self) -> Box<dyn Iterator<Item = &K> + '_> {
+        match self {
+            Keys::One(k) => Box::new(std::iter::once(k)),
+            Keys::Few(keys) => Box::new(keys.iter()),
+            Keys::Many(set) => Box::new(set.iter()),
+        }
     }
 }
 
 impl<K> IntoIterator for Keys<K> {
     type Item = K;
-    type IntoIter = std::iter::Chain<
-        std::option::IntoIter<K>,
-        std::iter::Flatten<std::option::IntoIter<hashbrown::hash_set::IntoIter<K>>>,
-    >;
+    type IntoIter = KeysIter<K>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        let (one, many) = match self {
-            Keys::One(k) => (Some(k), None),
-            Keys::Many(set) => (None, Some(set.into_iter())),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
+    fn into_iter(self) -> KeysIter<K> {
+        match self {
+            Keys::One(k) => KeysIter::One(Some(k)),
+            Keys::Few(keys) => KeysIter::Few(keys.into_iter()),
+            Keys::Many(set) => KeysIter::Many(set.into_iter()),
+        }
+    }
+}
+
+/// The keys of one time, by value.
+pub(crate) enum KeysIter<K> {
+    One(Option<K>),
+    Few(std::vec::IntoIter<K>),
+    Many(hashbrown::hash_set::IntoIter<K>),
+}
+
+impl<K> Iterator for KeysIter<K> {
+    type Item = K;
+
+    #[inline]
+    fn next(&mut self) -> Option<K> {
+        match self {
+            KeysIter::One(k) => k.take(),
+            KeysIter::Few(keys) => keys.next(),
+            KeysIter::Many(keys) => keys.next(),
+        }
     }
 }
 
@@ -116,6 +147,13 @@ impl<K: Key> TimerQueue<K> {
                 let hit = k == key;
                 (hit, hit)
             }
+            Keys::Few(keys) => match keys.iter().position(|k| k == key) {
+                Some(i) => {
+                    keys.swap_remove(i);
+                    (true, keys.is_empty())
+                }
+                None => (false, false),
+            },
             Keys::Many(set) => (set.remove(key), set.is_empty()),
         };
         if empty {
@@ -173,6 +211,35 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert!(q.pop_due(20).is_none());
         assert_eq!(q.next_time(), Some(30));
+    }
+
+    #[test]
+    fn many_keys_at_one_time_register_once_and_delete_each() {
+        let mut q = TimerQueue::<u32>::new();
+        for round in 0..2 {
+            for k in 0..40 {
+                assert_eq!(q.register(&k, 7), round == 0, "key {k} round {round}");
+            }
+        }
+        assert_eq!(q.len(), 40);
+        for k in (0..40).step_by(3) {
+            assert!(q.delete(&k, 7));
+            assert!(!q.delete(&k, 7));
+        }
+        let mut left: Vec<u32> = q.iter().map(|(k, _)| *k).collect();
+        left.sort();
+        let want: Vec<u32> = (0..40).filter(|k| k % 3 != 0).collect();
+        assert_eq!(left, want);
+        let (t, keys) = q.pop_due(7).unwrap();
+        let mut fired: Vec<u32> = keys.into_iter().collect();
+        fired.sort();
+        assert_eq!((t, fired), (7, want));
+        assert_eq!(q.len(), 0);
+        // A few keys (a list), each deleted: the time goes.
+        q.register(&1, 9);
+        q.register(&2, 9);
+        assert!(q.delete(&2, 9) && q.delete(&1, 9));
+        assert_eq!(q.next_time(), None);
     }
 
     #[test]
