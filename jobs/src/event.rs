@@ -813,15 +813,39 @@ fn required<T>(v: Option<T>, field: &str) -> Result<T, Invalid> {
     })
 }
 
+// The value rules of events.md, shared by `parse_event` (which words the dead letter) and
+// `accept_event` (which only needs the verdict).
+
+fn event_id_ok(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+}
+
+/// Also false for NaN and infinities.
+fn lat_ok(lat: f64) -> bool {
+    (-90.0..=90.0).contains(&lat)
+}
+
+fn lon_ok(lon: f64) -> bool {
+    (-180.0..=180.0).contains(&lon)
+}
+
+fn amount_ok(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
+}
+
+fn rating_ok(r: f64) -> bool {
+    (1.0..=5.0).contains(&r)
+}
+
 fn point(lat: Option<f64>, lon: Option<f64>, lat_f: &str, lon_f: &str) -> Result<Point, Invalid> {
     let (lat, lon) = (required(lat, lat_f)?, required(lon, lon_f)?);
-    if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+    if !lat_ok(lat) {
         return Err(invalid(
             Reason::InvalidCoordinates,
             format!("`{lat_f}` = {lat} is outside [-90, 90]"),
         ));
     }
-    if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+    if !lon_ok(lon) {
         return Err(invalid(
             Reason::InvalidCoordinates,
             format!("`{lon_f}` = {lon} is outside [-180, 180]"),
@@ -844,13 +868,16 @@ fn optional_point(
 
 fn amount(v: Option<f64>, field: &str) -> Result<Option<f64>, Invalid> {
     match v {
-        Some(x) if !x.is_finite() || x < 0.0 => Err(invalid(
+        Some(x) if !amount_ok(x) => Err(invalid(
             Reason::NegativeAmount,
             format!("`{field}` = {x} is negative"),
         )),
         other => Ok(other),
     }
 }
+
+/// Bound on each per-thread interning table ([`intern`], [`h3_zone`]); a full table is cleared.
+const MAX_INTERNED: usize = 1 << 16;
 
 /// A required id field (driver, rider, trip), interned.
 fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<Arc<str>, Invalid> {
@@ -867,7 +894,6 @@ fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
 /// allocation per id, and the jobs' keyed state then compares equal keys by pointer. Bounded
 /// (cleared when full); long strings are not interned.
 fn intern(s: &str) -> Arc<str> {
-    const MAX_INTERNED: usize = 1 << 16;
     const MAX_LEN: usize = 64;
     thread_local! {
         static IDS: std::cell::RefCell<sluice_engine::keys::FastSet<Arc<str>>> =
@@ -911,7 +937,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
     };
     // Unique per event: not interned.
     let event_id: Arc<str> = Arc::from(required(w.event_id, "event_id")?.as_ref());
-    if event_id.is_empty() || event_id.len() > 128 {
+    if !event_id_ok(&event_id) {
         return Err(invalid(
             Reason::InvalidEventId,
             format!("`event_id` must be 1..=128 bytes, got {}", event_id.len()),
@@ -975,7 +1001,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         EventType::TripCompleted => {
             let rating = w.rating;
             if let Some(r) = rating {
-                if !(1.0..=5.0).contains(&r) {
+                if !rating_ok(r) {
                     return Err(invalid(
                         Reason::InvalidRating,
                         format!("`rating` = {r} is outside 1..=5"),
@@ -1022,13 +1048,7 @@ pub fn accept_event(
 ) -> Result<RideEvent, RideEvent> {
     /// 9999-12-31T23:59:59.999Z: later times have no four-digit year.
     const LATEST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
-    let point_ok = |p: &Point| {
-        p.lat.is_finite()
-            && (-90.0..=90.0).contains(&p.lat)
-            && p.lon.is_finite()
-            && (-180.0..=180.0).contains(&p.lon)
-    };
-    let amount_ok = |x: f64| x.is_finite() && x >= 0.0;
+    let point_ok = |p: &Point| lat_ok(p.lat) && lon_ok(p.lon);
     let mut text_bytes = e.event_id.len() + e.geo_zone.as_deref().map_or(0, str::len);
     let len_of = |ids: &[Option<&Arc<str>>]| ids.iter().flatten().map(|s| s.len()).sum::<usize>();
     let payload_ok = match &e.payload {
@@ -1080,7 +1100,7 @@ pub fn accept_event(
             point_ok(end)
                 && amount_ok(*actual_fare)
                 && amount_ok(*actual_duration)
-                && rating.map_or(true, |r| (1.0..=5.0).contains(&r))
+                && rating.map_or(true, rating_ok)
         }
         Payload::TripCancelled {
             trip_id,
@@ -1097,7 +1117,7 @@ pub fn accept_event(
     let fits = text_bytes.saturating_mul(6).saturating_add(1024) <= max_line_bytes;
     let ok = payload_ok
         && fits
-        && (1..=128).contains(&e.event_id.len())
+        && event_id_ok(&e.event_id)
         && (EARLIEST_TIMESTAMP_MS..=LATEST_TIMESTAMP_MS).contains(&e.timestamp)
         && e.timestamp <= now_ms.saturating_add(cfg.max_future_skew_ms);
     if !ok {
@@ -1114,8 +1134,6 @@ pub fn accept_event(
 /// Zone names are interned per thread: a city has a few hundred cells at resolution 7, so
 /// events share one `Arc<str>` per cell instead of formatting and allocating a string each.
 pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
-    /// Bound on the per-thread interning table (cleared when full).
-    const MAX_INTERNED: usize = 1 << 16;
     thread_local! {
         static ZONES: std::cell::RefCell<sluice_engine::keys::FastMap<u64, Arc<str>>> =
             std::cell::RefCell::new(sluice_engine::keys::fast_map());

@@ -11,7 +11,6 @@ use crate::keys::{fast_set, FastSet, Key};
 use crate::time::Timestamp;
 
 /// Timers of one time domain.
-/// Timers of one time domain.
 #[derive(Debug)]
 pub(crate) struct TimerQueue<K> {
     by_time: BTreeMap<Timestamp, Keys<K>>,
@@ -70,12 +69,13 @@ impl<K: Key> Keys<K> {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = &K> + '_> {
-        match self {
-            Keys::One(k) => Box::new(std::iter::once(k)),
-            Keys::Few(keys) => Box::new(keys.iter()),
-            Keys::Many(set) => Box::new(set.iter()),
-        }
+    fn iter(&self) -> impl Iterator<Item = &K> {
+        let (list, set) = match self {
+            Keys::One(k) => (std::slice::from_ref(k), None),
+            Keys::Few(keys) => (&keys[..], None),
+            Keys::Many(set) => (&[][..], Some(set)),
+        };
+        list.iter().chain(set.into_iter().flatten())
     }
 }
 

@@ -35,6 +35,14 @@ fn temp_dir(name: &str) -> PathBuf {
     super::fixtures::temp_dir("crash", name)
 }
 
+/// Runs `cmd`, which must fail and say `needle` on standard error.
+fn refused(cmd: &mut Command, needle: &str) {
+    let r = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "should have failed: {err}");
+    assert!(err.contains(needle), "{err}");
+}
+
 fn check(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
@@ -267,54 +275,30 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
 #[test]
 fn resume_needs_checkpoints_and_the_same_run() {
     let dir = temp_dir("resume-errors");
-    let r = ridehail()
-        .args([
-            "run",
-            "--duration",
-            "1m",
-            "--quiet",
-            "--resume",
-            "--no-checkpoints",
-            "--out",
-        ])
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("--no-checkpoints"), "{err}");
+    refused(
+        ridehail()
+            .args(["run", "--duration", "1m", "--quiet", "--resume"])
+            .args(["--no-checkpoints", "--out"])
+            .arg(dir.join("out")),
+        "--no-checkpoints",
+    );
     assert!(
         !dir.join("out").exists(),
         "nothing is written on a usage error"
     );
-    let r = ridehail()
-        .args([
-            "run",
-            "--duration",
-            "1m",
-            "--checkpoint-every",
-            "1s",
-            "--no-checkpoints",
-            "--out",
-        ])
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("cannot be used with"), "{err}");
-
-    let r = ridehail()
-        .args(["run", "--input", "-", "--resume", "--checkpoint-dir"])
-        .arg(dir.join("chk"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    assert!(
-        String::from_utf8_lossy(&r.stderr).contains("standard input"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
+    refused(
+        ridehail()
+            .args(["run", "--duration", "1m", "--checkpoint-every", "1s"])
+            .args(["--no-checkpoints", "--out"])
+            .arg(dir.join("out")),
+        "cannot be used with",
+    );
+    refused(
+        ridehail()
+            .args(["run", "--input", "-", "--resume", "--checkpoint-dir"])
+            .arg(dir.join("chk"))
+            .stdin(Stdio::null()),
+        "standard input",
     );
 
     // A finished run with checkpoints, then a resume of it into another directory.
@@ -326,16 +310,14 @@ fn resume_needs_checkpoints_and_the_same_run() {
         .output()
         .unwrap();
     check(&first, "a run with checkpoints");
-    let r = ridehail()
-        .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
-        .arg(dir.join("b"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("chk"))
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("another output directory"), "{err}");
+    refused(
+        ridehail()
+            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
+            .arg(dir.join("b"))
+            .arg("--checkpoint-dir")
+            .arg(dir.join("chk")),
+        "another output directory",
+    );
 
     // Resuming the finished run changes nothing and says where it resumed from.
     let (before, _) = committed(&dir.join("a"));
