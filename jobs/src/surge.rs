@@ -24,8 +24,9 @@
 //!
 //! Whether a location update is supply depends on the trip events before it *in event time*,
 //! not in arrival order. So the driver operator buffers each driver's events in keyed state and
-//! releases them only when the watermark passes them (an event-time timer at each event's
-//! timestamp), in `(timestamp, event_id)` order, updating the trip state as it goes. Any
+//! releases them only when the watermark passes them (one event-time timer per driver, at its
+//! earliest buffered event; when it fires, everything the watermark has passed goes out), in
+//! `(timestamp, event_id)` order, updating the trip state as it goes. Any
 //! arrival order within the out-of-orderness bound therefore gives the same result. The cost
 //! is latency (results wait for the watermark, as windows do anyway) and a few buffered events
 //! per driver.
@@ -74,7 +75,8 @@ pub struct SurgeConfig {
     pub window: Duration,
     /// How long (event time) a driver's trip state is kept after its last change; a driver
     /// silent for longer is forgotten (and counts as not on a trip). Bounds the state of a
-    /// long-running job. Default 24 hours.
+    /// long-running job. Default 24 hours. (Expiry is checked as of the driver's earliest event
+    /// in each release, so it can be late by up to one watermark step.)
     pub driver_state_ttl: Duration,
 }
 
@@ -319,9 +321,6 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
             ctx.output(&self.late, e);
             return;
         }
-        // One timer per distinct timestamp (registering the same one twice makes one timer): each
-        // fires at its event's time, so TTL'd trip state is read and written as of that time.
-        ctx.register_event_timer(driver, e.timestamp);
         let pending = ctx
             .value(self.pending)
             .get_or_insert_with(driver, VecDeque::new);
@@ -330,26 +329,41 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
         } else {
             pending.partition_point(|p| order(p) <= order(&e))
         };
+        let ts = e.timestamp;
         pending.insert(at, e);
+        // One timer per driver, at its earliest pending event (see `on_timer`); an event behind
+        // the front needs none.
+        if at == 0 {
+            ctx.register_event_timer(driver, ts);
+        }
     }
 
     fn on_timer(
         &mut self,
         driver: &Arc<str>,
-        timer: Timer,
+        _timer: Timer,
         ctx: &mut Context<'_, Arc<str>, Signal>,
     ) {
-        // Release what is due at this timer, in order; later events wait for their own timers.
+        // Release, in order, every event the watermark has passed: no event at or before it
+        // can arrive on time any more. (The watermark has moved past this timer's time, often
+        // past several of the driver's events: one timer releases them all.) Then one timer
+        // for the new front, if any.
+        let upto = ctx.watermark();
         let mut due = std::mem::take(&mut self.due);
+        let mut next = None;
         let drained = match ctx.value(self.pending).get_mut(driver) {
             Some(pending) => {
-                while pending.front().is_some_and(|e| e.timestamp <= timer.time) {
+                while pending.front().is_some_and(|e| e.timestamp <= upto) {
                     due.extend(pending.pop_front());
                 }
+                next = pending.front().map(|e| e.timestamp);
                 pending.is_empty()
             }
             None => false,
         };
+        if let Some(t) = next {
+            ctx.register_event_timer(driver, t);
+        }
         if drained {
             ctx.value(self.pending).remove(driver);
         }

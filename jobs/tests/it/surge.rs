@@ -172,6 +172,44 @@ fn a_driver_moving_between_zones_is_supply_in_each_once_per_window() {
     }
 }
 
+/// One timer releases all of a driver's events the watermark has passed, and none beyond: an
+/// update still ahead of the watermark when an earlier event is released must wait, because a
+/// trip start before it in event time may still arrive (regression test for releasing a
+/// driver's whole buffer at once).
+#[test]
+fn a_driver_update_ahead_of_the_watermark_waits_for_earlier_trip_events() {
+    let line = |id: &str, kind: &str, time: &str, extra: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"{kind}","timestamp":"2026-01-05T07:{time}Z","driver_id":"d1","geo_zone":"x",{extra}}}"#
+        )
+    };
+    let at = r#""latitude":40.75,"longitude":-73.98"#;
+    let lines = [
+        line("avail", "DRIVER_AVAILABLE", "04:58", at),
+        // Watermark 07:05:01 (bound 5 s) once this arrives: "avail" is released, this is not.
+        line("loc", "DRIVER_LOCATION_UPDATE", "05:06", at),
+        // On time (after the watermark), and before "loc" in event time: "loc" is on a trip.
+        line(
+            "start",
+            "TRIP_STARTED",
+            "05:03",
+            r#""trip_id":"t1","rider_id":"r1","start_lat":40.75,"start_lon":-73.98"#,
+        ),
+    ];
+    let events = parse_lines(&lines);
+    let (results, late, _) = run_surge(events, Config::default().batch_size(1));
+    assert!(late.is_empty());
+    let supply: Vec<(&str, u64)> = results
+        .iter()
+        .map(|r| (&r.window_start[11..16], r.supply))
+        .collect();
+    assert_eq!(
+        supply,
+        [("07:00", 1)],
+        "the update at 07:05:06 is not supply"
+    );
+}
+
 #[test]
 fn multiplier_tiers_have_the_documented_bounds() {
     for (ratio, m) in [
