@@ -12,6 +12,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use hashbrown::hash_map::RawEntryMut;
 
 use crate::checkpoint::by_group;
 use crate::checkpoint::store::{decode, encode};
-use crate::keys::{fast_map, FastMap, Key, StateData};
+use crate::keys::{fast_map, FastMap, FixedState, Key, StateData};
 use crate::time::{duration_ms, Timestamp};
 
 /// Handle to a per-key single value of type `V`.
@@ -271,8 +272,10 @@ pub struct ValueTable<K, V> {
     ttl: Option<i64>,
     /// Expiry-queue granularity (ms).
     bucket: i64,
-    /// Keys by the end of the bucket their expiry falls in. Every live key is queued once.
-    expiry: BTreeMap<Timestamp, Vec<K>>,
+    /// Keys, with their hash in `values`, by the end of the bucket their expiry falls in. Every
+    /// live key is queued once. The hash lets the sweep find a key without hashing it again
+    /// (which, for a key that points to its bytes, reads memory written long ago).
+    expiry: BTreeMap<Timestamp, Vec<(u64, K)>>,
     write_time: Timestamp,
     watermark: Timestamp,
 }
@@ -305,11 +308,27 @@ impl<K: Key, V> ValueTable<K, V> {
     }
 
     #[inline]
-    fn queue(expiry: &mut BTreeMap<Timestamp, Vec<K>>, bucket: i64, key: &K, expires: Timestamp) {
+    fn queue(
+        expiry: &mut BTreeMap<Timestamp, Vec<(u64, K)>>,
+        bucket: i64,
+        hash: u64,
+        key: &K,
+        expires: Timestamp,
+    ) {
         if expires != Timestamp::MAX {
             let end = expires.div_euclid(bucket).saturating_mul(bucket) + bucket - 1;
-            expiry.entry(end).or_default().push(key.clone());
+            expiry.entry(end).or_default().push((hash, key.clone()));
         }
+    }
+
+    /// `key`'s hash in `map`, and its entry.
+    #[inline]
+    fn entry<'m>(
+        map: &'m mut FastMap<K, Slot<V>>,
+        key: &K,
+    ) -> (u64, RawEntryMut<'m, K, Slot<V>, FixedState>) {
+        let hash = map.hasher().hash_one(key);
+        (hash, map.raw_entry_mut().from_key_hashed_nocheck(hash, key))
     }
 
     /// The value for `key`, if set (and not expired).
@@ -354,17 +373,17 @@ impl<K: Key, V> ValueTable<K, V> {
                     None
                 }
             },
-            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(mut o) => {
+            Values::Expiring(map) => match Self::entry(map, key) {
+                (_, RawEntryMut::Occupied(mut o)) => {
                     let slot = o.get_mut();
                     let old = std::mem::replace(&mut slot.value, value);
                     let was_live = slot.expires > wm;
                     slot.expires = expires;
                     was_live.then_some(old)
                 }
-                RawEntryMut::Vacant(v) => {
-                    v.insert(key.clone(), Slot { value, expires });
-                    Self::queue(&mut self.expiry, self.bucket, key, expires);
+                (hash, RawEntryMut::Vacant(v)) => {
+                    v.insert_hashed_nocheck(hash, key.clone(), Slot { value, expires });
+                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
                     None
                 }
             },
@@ -386,8 +405,8 @@ impl<K: Key, V> ValueTable<K, V> {
                     true
                 }
             },
-            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(mut o) => {
+            Values::Expiring(map) => match Self::entry(map, key) {
+                (_, RawEntryMut::Occupied(mut o)) => {
                     let slot = o.get_mut();
                     if slot.expires > wm {
                         return false;
@@ -396,9 +415,9 @@ impl<K: Key, V> ValueTable<K, V> {
                     *slot = Slot { value, expires };
                     true
                 }
-                RawEntryMut::Vacant(v) => {
-                    v.insert(key.clone(), Slot { value, expires });
-                    Self::queue(&mut self.expiry, self.bucket, key, expires);
+                (hash, RawEntryMut::Vacant(v)) => {
+                    v.insert_hashed_nocheck(hash, key.clone(), Slot { value, expires });
+                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
                     true
                 }
             },
@@ -416,8 +435,8 @@ impl<K: Key, V> ValueTable<K, V> {
                 RawEntryMut::Occupied(o) => o.into_mut(),
                 RawEntryMut::Vacant(v) => v.insert(key.clone(), make()).1,
             },
-            Values::Expiring(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(o) => {
+            Values::Expiring(map) => match Self::entry(map, key) {
+                (_, RawEntryMut::Occupied(o)) => {
                     let slot = o.into_mut();
                     if slot.expires <= wm {
                         slot.value = make();
@@ -425,9 +444,10 @@ impl<K: Key, V> ValueTable<K, V> {
                     slot.expires = expires;
                     &mut slot.value
                 }
-                RawEntryMut::Vacant(v) => {
-                    Self::queue(&mut self.expiry, self.bucket, key, expires);
-                    let (_, slot) = v.insert(
+                (hash, RawEntryMut::Vacant(v)) => {
+                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
+                    let (_, slot) = v.insert_hashed_nocheck(
+                        hash,
                         key.clone(),
                         Slot {
                             value: make(),
@@ -653,7 +673,8 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
                 let entries: Vec<(K, (V, Timestamp))> = decode(bytes)?;
                 map.reserve(entries.len());
                 for (k, (value, expires)) in entries {
-                    Self::queue(&mut self.expiry, self.bucket, &k, expires);
+                    let hash = map.hasher().hash_one(&k);
+                    Self::queue(&mut self.expiry, self.bucket, hash, &k, expires);
                     map.insert(k, Slot { value, expires });
                 }
             }
@@ -678,15 +699,19 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
             if *entry.key() > wm {
                 break;
             }
-            for key in entry.remove() {
-                // One lookup: most queued keys are due, and the rare renewed one goes back.
-                let Some((key, slot)) = map.remove_entry(&key) else {
+            for (hash, key) in entry.remove() {
+                // One probe, by the queued hash; the queued key is a clone of the map's, so
+                // comparing usually reads no more than the map's own slot.
+                let RawEntryMut::Occupied(o) = map.raw_entry_mut().from_hash(hash, |k| *k == key)
+                else {
                     continue;
                 };
-                if slot.expires > wm {
+                let expires = o.get().expires;
+                if expires > wm {
                     // Renewed since it was queued: queue it again at its new expiry.
-                    Self::queue(&mut self.expiry, self.bucket, &key, slot.expires);
-                    map.insert(key, slot);
+                    Self::queue(&mut self.expiry, self.bucket, hash, &key, expires);
+                } else {
+                    o.remove();
                 }
             }
         }
