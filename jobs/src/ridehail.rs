@@ -67,6 +67,28 @@ pub enum Input {
     Stdin,
 }
 
+/// The jobs a run can include besides ingest (validation, dead letters, dedup), which always
+/// runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Job {
+    /// The raw valid events, hourly partitioned (`out/backup/`).
+    Backup,
+    /// Surge pricing (`out/surge/`, `out/surge-late/`).
+    Surge,
+    /// Trip summaries (`out/trips/`, `out/trip-anomalies/`).
+    Trips,
+    /// Driver shifts (`out/shifts/`, `out/shifts-late/`).
+    Shifts,
+    /// Live driver and zone state (`out/live-drivers/`, `out/live-zones/`, `out/live-late/`).
+    Live,
+}
+
+impl Job {
+    /// Every job, in the order a run wires them.
+    pub const ALL: [Job; 5] = [Job::Backup, Job::Surge, Job::Trips, Job::Shifts, Job::Live];
+}
+
 /// Everything a run needs. [`RunConfig::new`] gives the defaults of `ridehail run`.
 #[derive(Clone)]
 pub struct RunConfig {
@@ -103,6 +125,9 @@ pub struct RunConfig {
     /// Continue from the newest checkpoint in [`checkpoint_dir`](Self::checkpoint_dir) (a fresh
     /// start if there is none) instead of starting over. Default `false`.
     pub resume: bool,
+    /// The jobs to run after ingest. Default: [`Job::ALL`]. The output directories of the
+    /// others stay empty and their counts in the [`Report`] zero.
+    pub jobs: Vec<Job>,
 }
 
 impl RunConfig {
@@ -129,6 +154,7 @@ impl RunConfig {
             checkpoint_dir: None,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             resume: false,
+            jobs: Job::ALL.to_vec(),
         }
     }
 }
@@ -365,7 +391,10 @@ fn run_identity(cfg: &RunConfig) -> serde_json::Value {
             serde_json::json!(format!("generator {g:?}"))
         }
     };
-    serde_json::json!({ "out": absolute(&cfg.out), "input": input })
+    let mut jobs = cfg.jobs.clone();
+    jobs.sort_by_key(|j| Job::ALL.iter().position(|x| x == j));
+    jobs.dedup();
+    serde_json::json!({ "out": absolute(&cfg.out), "input": input, "jobs": jobs })
 }
 
 /// Prepares the output and checkpoint directories of a run with checkpoints; returns the
@@ -383,12 +412,16 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
                 let recorded: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| format!("{} is corrupt: {e}", marker.display()))?;
                 let now = run_identity(cfg);
-                for (key, what) in [("input", "input"), ("out", "output directory")] {
+                for (key, what) in [
+                    ("input", "input"),
+                    ("out", "output directory"),
+                    ("jobs", "set of jobs"),
+                ] {
                     if recorded[key] != now[key] {
                         return Err(format!(
                             "cannot resume: the checkpoints in {} are of a run with another \
-                             {what} ({} there, {} now); resume with the same input and output \
-                             directory, or start over without resuming",
+                             {what} ({} there, {} now); resume with the same input, output \
+                             directory and jobs, or start over without resuming",
                             dir.display(),
                             recorded[key],
                             now[key]
@@ -534,27 +567,34 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     let progress = Arc::new(Progress {
         watermark: AtomicI64::new(i64::MIN),
     });
-    events
-        .clone()
-        .sink(BackupSink::new(out.join("backup")).with_watermark_gauge(progress.clone()))
-        .name("sink.backup");
-
-    let surge_out = surge(events.clone(), &cfg.surge);
-    json_sink(surge_out.results, out, "surge");
-    json_sink(surge_out.late.map(|e| json_value(&e)), out, "surge-late");
-
-    let trips = trip_summaries(events.clone(), &cfg.trips);
-    json_sink(trips.summaries, out, "trips");
-    json_sink(trips.anomalies, out, "trip-anomalies");
-
-    let shifts = driver_shifts(events.clone(), &cfg.shifts);
-    json_sink(shifts.shifts, out, "shifts");
-    json_sink(shifts.late.map(|e| json_value(&e)), out, "shifts-late");
-
-    let live = live_state(events, &cfg.live);
-    json_sink(live.drivers, out, "live-drivers");
-    json_sink(live.zones, out, "live-zones");
-    json_sink(live.late.map(|e| json_value(&e)), out, "live-late");
+    let on = |job: Job| cfg.jobs.contains(&job);
+    if on(Job::Backup) {
+        events
+            .clone()
+            .sink(BackupSink::new(out.join("backup")).with_watermark_gauge(progress.clone()))
+            .name("sink.backup");
+    }
+    if on(Job::Surge) {
+        let surge_out = surge(events.clone(), &cfg.surge);
+        json_sink(surge_out.results, out, "surge");
+        json_sink(surge_out.late.map(|e| json_value(&e)), out, "surge-late");
+    }
+    if on(Job::Trips) {
+        let trips = trip_summaries(events.clone(), &cfg.trips);
+        json_sink(trips.summaries, out, "trips");
+        json_sink(trips.anomalies, out, "trip-anomalies");
+    }
+    if on(Job::Shifts) {
+        let shifts = driver_shifts(events.clone(), &cfg.shifts);
+        json_sink(shifts.shifts, out, "shifts");
+        json_sink(shifts.late.map(|e| json_value(&e)), out, "shifts-late");
+    }
+    if on(Job::Live) {
+        let live = live_state(events.clone(), &cfg.live);
+        json_sink(live.drivers, out, "live-drivers");
+        json_sink(live.zones, out, "live-zones");
+        json_sink(live.late.map(|e| json_value(&e)), out, "live-late");
+    }
 
     let started = Instant::now();
     let handle = env.start()?;

@@ -77,6 +77,55 @@ fn default_run_writes_every_output_and_counts_add_up() {
     assert!(hours >= 1);
 }
 
+/// `--jobs` runs ingest plus the jobs named: their output and counts are those of a full run,
+/// and the others write nothing.
+#[test]
+fn jobs_flag_runs_only_the_jobs_named() {
+    let dir = temp_dir("jobs");
+    let run = |out: &Path, jobs: Option<&str>| {
+        let mut cmd = ridehail();
+        cmd.args([
+            "run",
+            "--duration",
+            "10m",
+            "--quiet",
+            "--no-checkpoints",
+            "--out",
+        ])
+        .arg(out);
+        if let Some(j) = jobs {
+            cmd.args(["--jobs", j]);
+        }
+        let r = cmd.output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let (all, some) = (dir.join("all"), dir.join("some"));
+    run(&all, None);
+    let stdout = run(&some, Some("surge,shifts"));
+    assert!(
+        stdout.contains("jobs: ingest, surge, shifts (only)"),
+        "{stdout}"
+    );
+    let (a, s) = (summary(&all), summary(&some));
+    for k in ["events_in", "valid", "unique", "surge_windows", "shifts"] {
+        assert_eq!(u(&a, k), u(&s, k), "{k}");
+    }
+    assert_eq!(count_lines(&some.join("surge")), u(&a, "surge_windows"));
+    assert_eq!(u(&s, "trips_summarised"), 0);
+    assert_eq!(u(&s, "live_snapshots"), 0);
+    for skipped in ["backup", "trips", "live-drivers"] {
+        assert_eq!(count_lines(&some.join(skipped)), 0, "{skipped}");
+    }
+    let bad = ridehail()
+        .args(["run", "--jobs", "surge,bogus"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn generate_piped_into_run_counts_every_line_once() {
     let dir = temp_dir("pipe");

@@ -318,6 +318,14 @@ fn resume_needs_checkpoints_and_the_same_run() {
             .arg(dir.join("chk")),
         "another output directory",
     );
+    refused(
+        ridehail()
+            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
+            .arg(dir.join("a"))
+            .args(["--jobs", "surge", "--checkpoint-dir"])
+            .arg(dir.join("chk")),
+        "another set of jobs",
+    );
 
     // Resuming the finished run changes nothing and says where it resumed from.
     let (before, _) = committed(&dir.join("a"));
