@@ -13,6 +13,17 @@
 //! an older one was restored.
 //!
 //! Bases should hold a per-run token ([`run_token`]) so that runs never collide.
+//!
+//! # Early write-back
+//!
+//! The fsync of a pre-commit waits for the disk, on the worker thread. Left alone, the kernel
+//! holds a checkpoint interval's output in memory and writes it at that fsync: seconds of a
+//! worker doing nothing at every checkpoint of a busy sink. So every [`WRITEBACK_CHUNK`] a
+//! [`TxnFile`] writes, it hands a duplicate of its file handle to a background thread (one per
+//! process, `sluice-writeback`) that syncs it while the worker goes on, and the fsync of the
+//! pre-commit finds little left to do. If that thread is behind (the disk is slower than the
+//! output), the file is not queued again: the pre-commit's fsync is what makes the data durable,
+//! as before.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -23,6 +34,28 @@ use sluice_engine::BoxError;
 
 /// Write buffer of a [`TxnFile`].
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How much a [`TxnFile`] writes before it asks the kernel to start writing it to disk (see
+/// the module docs).
+pub const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// The queue of the process's write-back thread, which starts on first use.
+fn writeback() -> &'static crossbeam_channel::Sender<File> {
+    static QUEUE: std::sync::OnceLock<crossbeam_channel::Sender<File>> = std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded::<File>(16);
+        // If the thread cannot start, the queue fills and nothing is synced early.
+        let _ = std::thread::Builder::new()
+            .name("sluice-writeback".into())
+            .spawn(move || {
+                for f in rx {
+                    // Errors surface where they matter: at the pre-commit's own fsync.
+                    let _ = f.sync_data();
+                }
+            });
+        tx
+    })
+}
 
 /// Unique per job run (process id and start time).
 pub fn run_token() -> String {
@@ -67,6 +100,10 @@ fn checkpoint_of(name: &str) -> Option<u64> {
 #[derive(Debug)]
 pub struct TxnFile {
     out: BufWriter<File>,
+    /// Bytes appended so far.
+    written: u64,
+    /// Bytes whose write-back has been started.
+    started: u64,
     /// Directory relative to the root ("" for the root itself).
     rel_dir: String,
     base: String,
@@ -99,6 +136,8 @@ impl TxnFile {
         let f = File::create(&path).map_err(|e| at_path(e, "cannot create", &path))?;
         Ok(Self {
             out: BufWriter::with_capacity(WRITE_BUFFER, f),
+            written: 0,
+            started: 0,
             rel_dir: rel_dir.to_string(),
             base,
             dir,
@@ -116,10 +155,28 @@ impl TxnFile {
     /// An I/O error naming the file.
     #[inline]
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.out.write_all(bytes) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(at_path(e, "cannot write", &self.in_progress())),
+        if let Err(e) = self.out.write_all(bytes) {
+            return Err(at_path(e, "cannot write", &self.in_progress()));
         }
+        self.written += bytes.len() as u64;
+        if self.written - self.started >= WRITEBACK_CHUNK {
+            self.start_writeback()
+                .map_err(|e| at_path(e, "cannot write", &self.in_progress()))?;
+        }
+        Ok(())
+    }
+
+    /// Hands what was written since the last call to the kernel, and the file to the
+    /// write-back thread (see the module docs).
+    #[cold]
+    fn start_writeback(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        // A failure to duplicate the handle or a full queue only means no early write-back.
+        if let Ok(f) = self.out.get_ref().try_clone() {
+            let _ = writeback().try_send(f);
+        }
+        self.started = self.written;
+        Ok(())
     }
 
     /// Flushes, fsyncs and renames the file to pending for `checkpoint`, and fsyncs its
@@ -302,6 +359,27 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// A file written past several write-back chunks (each handing the file to the write-back
+    /// thread while writing goes on) holds exactly what was written, in order.
+    #[test]
+    fn a_file_past_several_writeback_chunks_holds_every_byte_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut f = TxnFile::create(root, "", "part-0-run-000000".into()).unwrap();
+        let mut expected = Vec::new();
+        let mut i = 0u64;
+        while (expected.len() as u64) < 3 * WRITEBACK_CHUNK + 12_345 {
+            let line = format!("{i:08} some padding to make lines longer\n");
+            f.write_all(line.as_bytes()).unwrap();
+            expected.extend_from_slice(line.as_bytes());
+            i += 1;
+        }
+        assert!(f.started >= 3 * WRITEBACK_CHUNK, "write-back was started");
+        let name = f.pre_commit(1).unwrap();
+        TxnDir::new(root).commit(&encode_txn([name.as_str()])).unwrap();
+        assert!(fs::read(root.join(&name)).unwrap() == expected);
     }
 
     #[test]
