@@ -9,12 +9,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use h3o::{LatLng, Resolution};
 use serde::{Deserialize, Serialize};
 
 use crate::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 
 mod scan;
+mod zone;
+
+pub use zone::h3_zone;
 
 /// 2024-01-01T00:00:00Z: events before it are rejected.
 pub const EARLIEST_TIMESTAMP_MS: i64 = 1_704_067_200_000;
@@ -1127,37 +1129,6 @@ pub fn accept_event(
         e.make_mut().h3_resolution = cfg.h3_resolution;
     }
     Ok(e)
-}
-
-/// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).
-///
-/// Zone names are interned per thread: a city has a few hundred cells at resolution 7, so
-/// events share one `Arc<str>` per cell instead of formatting and allocating a string each.
-pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
-    thread_local! {
-        static ZONES: std::cell::RefCell<sluice_engine::keys::FastMap<u64, Arc<str>>> =
-            std::cell::RefCell::new(sluice_engine::keys::fast_map());
-    }
-    let res = Resolution::try_from(resolution.min(15)).unwrap_or(Resolution::Seven);
-    match LatLng::new(p.lat, p.lon) {
-        Ok(ll) => {
-            let cell = ll.to_cell(res);
-            ZONES.with(|z| {
-                let mut z = z.borrow_mut();
-                if let Some(name) = z.get(&u64::from(cell)) {
-                    return name.clone();
-                }
-                if z.len() >= MAX_INTERNED {
-                    z.clear();
-                }
-                let name: Arc<str> = Arc::from(cell.to_string());
-                z.insert(u64::from(cell), name.clone());
-                name
-            })
-        }
-        // Unreachable for validated points; a stable name rather than a panic.
-        Err(_) => Arc::from("invalid"),
-    }
 }
 
 fn classify_json_error(e: serde_json::Error) -> Invalid {

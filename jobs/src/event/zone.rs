@@ -1,0 +1,268 @@
+//! Geo zones derived from coordinates: the H3 cell of a point ([`h3_zone`]).
+//!
+//! Deriving a cell (`h3o`'s `LatLng::to_cell`) is trigonometry on an icosahedron face: a few
+//! hundred nanoseconds, for nearly every event of a run (surge and live state need the zone of
+//! every driver position). Consecutive positions of a city's drivers fall in a few hundred
+//! cells, so each thread remembers, per square of a coarse grid, the last cell derived there
+//! and a disc around that cell's center that lies wholly inside the cell. A point in that disc
+//! is in that cell, with no trigonometry; any other point is derived in full. The answer is
+//! always the cell `to_cell` gives (a test checks millions of points, many near cell edges).
+//!
+//! The disc: the distance from the cell's center to the nearest edge of its boundary polygon,
+//! less 5%. Distances are measured in a plane tangent at the center (degrees of latitude, and
+//! of longitude scaled by the cosine of the center's latitude), which over a cell is off by
+//! far less than that margin (about 1e-4 relative at resolution 7 in mid latitudes). Cells
+//! near the poles or the antimeridian, where that plane is a poor fit, get no disc. (A disc
+//! around an interior point that no boundary edge comes within reaches no point outside the
+//! polygon, convex or not.)
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use h3o::{CellIndex, LatLng, Resolution};
+use sluice_engine::keys::{fast_map, FastMap};
+
+use super::{Point, MAX_INTERNED};
+
+/// A derived cell: its name, and the disc certainly inside it.
+#[derive(Clone)]
+struct Cell {
+    name: Arc<str>,
+    resolution: u8,
+    /// Center, degrees.
+    lat: f64,
+    lon: f64,
+    /// Cosine of the center's latitude: degrees of longitude to degrees of arc, near it.
+    cos_lat: f64,
+    /// Squared radius of the disc, in (tangent-plane) degrees; 0: no disc.
+    r2: f64,
+}
+
+impl Cell {
+    fn new(cell: CellIndex) -> Self {
+        let center = LatLng::from(cell);
+        let (lat, lon) = (center.lat(), center.lng());
+        let cos_lat = lat.to_radians().cos();
+        let mut r2 = 0.0;
+        if lat.abs() < 80.0 {
+            let boundary = cell.boundary();
+            let plane: Vec<(f64, f64)> = boundary
+                .iter()
+                .map(|v| ((v.lng() - lon) * cos_lat, v.lat() - lat))
+                .collect();
+            // Far from the antimeridian, every vertex is within a degree or so of the center.
+            if plane.len() >= 3 && plane.iter().all(|(x, y)| x.abs() < 5.0 && y.abs() < 5.0) {
+                let nearest = (0..plane.len())
+                    .map(|i| distance_to_segment(plane[i], plane[(i + 1) % plane.len()]))
+                    .fold(f64::INFINITY, f64::min);
+                let r = nearest * 0.95;
+                r2 = r * r;
+            }
+        }
+        Self {
+            name: Arc::from(cell.to_string()),
+            resolution: u8::from(cell.resolution()),
+            lat,
+            lon,
+            cos_lat,
+            r2,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, p: Point, resolution: u8) -> bool {
+        let x = (p.lon - self.lon) * self.cos_lat;
+        let y = p.lat - self.lat;
+        resolution == self.resolution && x * x + y * y < self.r2
+    }
+}
+
+/// Distance from the origin to the segment `a`-`b`.
+fn distance_to_segment(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 {
+        (-(a.0 * dx + a.1 * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (x, y) = (a.0 + t * dx, a.1 + t * dy);
+    (x * x + y * y).sqrt()
+}
+
+/// Grid squares remembered per thread (direct-mapped).
+const SLOTS: usize = 4096;
+/// Side of a grid square, degrees (about 500 m of latitude): well under a resolution-7 cell.
+const SQUARE: f64 = 0.005;
+
+struct Cache {
+    /// Every cell derived on this thread, by cell number.
+    cells: FastMap<u64, Cell>,
+    /// Per grid square (hashed), the last cell derived in it.
+    slots: Vec<Option<Cell>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache {
+        cells: fast_map(),
+        slots: vec![None; SLOTS],
+    });
+}
+
+#[inline]
+fn slot(p: Point) -> usize {
+    let (gx, gy) = (
+        (p.lat / SQUARE).floor() as i64,
+        (p.lon / SQUARE).floor() as i64,
+    );
+    let h = (gx as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add((gy as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f));
+    (h >> 52) as usize % SLOTS
+}
+
+/// The H3 cell (as its hex string) of a point at `resolution` (clamped to 0..=15).
+///
+/// Zone names are interned per thread: a city has a few hundred cells at resolution 7, so
+/// events share one `Arc<str>` per cell instead of formatting and allocating a string each.
+/// Most calls derive no cell at all (see the [module docs](self)).
+pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
+    let resolution = resolution.min(15);
+    let Ok(ll) = LatLng::new(p.lat, p.lon) else {
+        // Unreachable for validated points; a stable name rather than a panic.
+        return Arc::from("invalid");
+    };
+    let at = slot(p);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(cell) = &c.slots[at] {
+            if cell.contains(p, resolution) {
+                return cell.name.clone();
+            }
+        }
+        let res = Resolution::try_from(resolution).unwrap_or(Resolution::Seven);
+        let index = ll.to_cell(res);
+        if c.cells.len() >= MAX_INTERNED {
+            c.cells.clear();
+        }
+        let cell = c
+            .cells
+            .entry(u64::from(index))
+            .or_insert_with(|| Cell::new(index))
+            .clone();
+        let name = cell.name.clone();
+        c.slots[at] = Some(cell);
+        name
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(p: Point, resolution: u8) -> String {
+        let res = Resolution::try_from(resolution).unwrap();
+        LatLng::new(p.lat, p.lon).unwrap().to_cell(res).to_string()
+    }
+
+    /// A tiny deterministic generator (no test dependency needed for this).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Random walks over a city (as drivers move), at several resolutions: every zone is the
+    /// one `to_cell` gives.
+    #[test]
+    fn cached_zones_equal_derived_cells_along_random_walks() {
+        let mut rng = Lcg(7);
+        for resolution in [5u8, 7, 9] {
+            let mut p = Point {
+                lat: 40.75,
+                lon: -73.98,
+            };
+            for _ in 0..60_000 {
+                p.lat = (p.lat + (rng.next() - 0.5) * 0.004).clamp(40.5, 41.0);
+                p.lon = (p.lon + (rng.next() - 0.5) * 0.004).clamp(-74.3, -73.7);
+                assert_eq!(&*h3_zone(p, resolution), direct(p, resolution), "{p:?}");
+            }
+        }
+    }
+
+    /// Points just inside and just outside the edges of many cells, in several latitudes,
+    /// visited after a point near each center has primed the cache with that cell.
+    #[test]
+    fn cached_zones_equal_derived_cells_at_cell_edges() {
+        let mut rng = Lcg(11);
+        let mut checked = 0;
+        for _ in 0..400 {
+            let lat = -70.0 + rng.next() * 140.0;
+            let lon = -179.0 + rng.next() * 358.0;
+            let cell = LatLng::new(lat, lon).unwrap().to_cell(Resolution::Seven);
+            let center = LatLng::from(cell);
+            let c = Point {
+                lat: center.lat(),
+                lon: center.lng(),
+            };
+            assert_eq!(&*h3_zone(c, 7), direct(c, 7));
+            let boundary = cell.boundary();
+            let n = boundary.len();
+            for i in 0..n {
+                let (a, b) = (boundary[i], boundary[(i + 1) % n]);
+                for t in [0.0, 0.25, 0.5, 0.75] {
+                    let edge = (
+                        a.lat() + t * (b.lat() - a.lat()),
+                        a.lng() + t * (b.lng() - a.lng()),
+                    );
+                    // From 1% of the way in to 1e-9 degrees either side of the edge.
+                    for f in [0.99, 0.999_999, 1.0, 1.000_000_1, 1.01] {
+                        let p = Point {
+                            lat: c.lat + (edge.0 - c.lat) * f,
+                            lon: c.lon + (edge.1 - c.lon) * f,
+                        };
+                        if !(-90.0..=90.0).contains(&p.lat) || !(-180.0..=180.0).contains(&p.lon) {
+                            continue;
+                        }
+                        assert_eq!(&*h3_zone(p, 7), direct(p, 7), "{p:?} near {cell}");
+                        // And again, now that its square may hold its own cell.
+                        assert_eq!(&*h3_zone(c, 7), direct(c, 7));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
+    }
+
+    #[test]
+    fn the_disc_is_most_of_the_cell() {
+        let cell = LatLng::new(40.75, -73.98)
+            .unwrap()
+            .to_cell(Resolution::Seven);
+        let c = Cell::new(cell);
+        // A hexagon's inscribed disc is 91% of its area; less the 5% margin, about 82%.
+        let hex_area: f64 = {
+            let b = cell.boundary();
+            let pts: Vec<(f64, f64)> = b
+                .iter()
+                .map(|v| ((v.lng() - c.lon) * c.cos_lat, v.lat() - c.lat))
+                .collect();
+            (0..pts.len())
+                .map(|i| {
+                    let (a, b) = (pts[i], pts[(i + 1) % pts.len()]);
+                    a.0 * b.1 - a.1 * b.0
+                })
+                .sum::<f64>()
+                .abs()
+                / 2.0
+        };
+        let ratio = std::f64::consts::PI * c.r2 / hex_area;
+        assert!((0.75..0.9).contains(&ratio), "{ratio}");
+    }
+}
