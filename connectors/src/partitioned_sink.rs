@@ -288,7 +288,11 @@ impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
             Files::Txn { open, closed, .. } => {
                 let done: Vec<Timestamp> = open.keys().copied().filter(passed).collect();
                 for h in done {
-                    closed.extend(open.remove(&h));
+                    if let Some(mut f) = open.remove(&h) {
+                        // Its hour is over: on to the disk now rather than at the pre-commit.
+                        f.start_writeback()?;
+                        closed.push(f);
+                    }
                 }
             }
         }

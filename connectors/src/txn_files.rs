@@ -160,17 +160,23 @@ impl TxnFile {
         }
         self.written += bytes.len() as u64;
         if self.written - self.started >= WRITEBACK_CHUNK {
-            self.start_writeback()
-                .map_err(|e| at_path(e, "cannot write", &self.in_progress()))?;
+            self.start_writeback()?;
         }
         Ok(())
     }
 
     /// Hands what was written since the last call to the kernel, and the file to the
-    /// write-back thread (see the module docs).
+    /// write-back thread (see the module docs). Done every [`WRITEBACK_CHUNK`]; a writer that is
+    /// done with a file before its pre-commit (a partition whose time has passed) calls it too.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error writing out the buffer.
     #[cold]
-    fn start_writeback(&mut self) -> io::Result<()> {
-        self.out.flush()?;
+    pub fn start_writeback(&mut self) -> io::Result<()> {
+        self.out
+            .flush()
+            .map_err(|e| at_path(e, "cannot write", &self.in_progress()))?;
         // A failure to duplicate the handle or a full queue only means no early write-back.
         if let Ok(f) = self.out.get_ref().try_clone() {
             let _ = writeback().try_send(f);
@@ -378,7 +384,9 @@ mod tests {
         }
         assert!(f.started >= 3 * WRITEBACK_CHUNK, "write-back was started");
         let name = f.pre_commit(1).unwrap();
-        TxnDir::new(root).commit(&encode_txn([name.as_str()])).unwrap();
+        TxnDir::new(root)
+            .commit(&encode_txn([name.as_str()]))
+            .unwrap();
         assert!(fs::read(root.join(&name)).unwrap() == expected);
     }
 
