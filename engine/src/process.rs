@@ -240,6 +240,12 @@ pub trait ProcessFunction<I>: 'static {
 
     /// Handles one record.
     fn process(&mut self, value: I, ctx: &mut ProcessContext<'_, Self::Out>);
+
+    /// Called before each batch of records is handed to [`process`](Self::process), one by
+    /// one: where a function reads what need not be read per record (a clock of its own, say).
+    /// Records arrive in batches of up to [`Config::batch_size`](crate::Config::batch_size).
+    /// Default: nothing.
+    fn start_batch(&mut self) {}
 }
 
 /// What a [`ProcessFunction`] can do while handling a record.

@@ -178,6 +178,7 @@ pub fn validate<I: RawLine>(lines: Stream<I>, cfg: &ValidateConfig) -> Validated
         .process(move || ValidateFn {
             cfg: cfg.clone(),
             dead: fn_tag.clone(),
+            now: None,
         })
         .name(OPERATOR);
     Validated {
@@ -252,13 +253,20 @@ fn head(s: &str, max: usize) -> &str {
 struct ValidateFn {
     cfg: ValidateConfig,
     dead: OutputTag<DeadLetter>,
+    /// The clock, read once per batch (reading it per line was 3-5% of a run's time): the
+    /// future-skew rule allows minutes, a batch takes well under a millisecond.
+    now: Option<i64>,
 }
 
 impl<I: RawLine> ProcessFunction<I> for ValidateFn {
     type Out = RideEvent;
 
+    fn start_batch(&mut self) {
+        self.now = Some(self.cfg.clock.now());
+    }
+
     fn process(&mut self, line: I, ctx: &mut ProcessContext<'_, RideEvent>) {
-        let now = self.cfg.clock.now();
+        let now = self.now.unwrap_or_else(|| self.cfg.clock.now());
         match line.validate(now, &self.cfg) {
             Ok(event) => ctx.emit_at(event.timestamp, event),
             Err(dead) => ctx.output(&self.dead, dead),

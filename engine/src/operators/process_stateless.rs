@@ -66,6 +66,7 @@ impl<T, F: ProcessFunction<T>> Push<T> for ProcessFnOp<T, F> {
         enter(self.id);
         self.metrics.add_in(batch.len());
         let now = self.clock.now();
+        self.f.start_batch();
         for r in batch.drain(..) {
             let mut ctx = ProcessContext {
                 out: &mut self.out,

@@ -246,3 +246,30 @@ fn non_keyed_process_functions_see_the_watermark_and_the_clock() {
         assert_eq!(wm, expected, "record {v}");
     }
 }
+
+/// Tags each record with the number of the batch it came in (counted by `start_batch`).
+struct BatchNumber(u32);
+
+impl sluice_engine::process::ProcessFunction<u32> for BatchNumber {
+    type Out = (u32, u32);
+    fn start_batch(&mut self) {
+        self.0 += 1;
+    }
+    fn process(&mut self, v: u32, ctx: &mut sluice_engine::process::ProcessContext<'_, Self::Out>) {
+        ctx.emit((v, self.0));
+    }
+}
+
+#[test]
+fn start_batch_runs_once_before_each_batch() {
+    let env = StreamEnv::new(Config::default().batch_size(4));
+    let (sink, out) = channel_sink();
+    env.source(VecSource::new((0..10u32).collect()).splits(1))
+        .process(|| BatchNumber(0))
+        .sink(sink);
+    let (_, mut seen) = run_ok(&env, &out);
+    seen.sort();
+    // One source split of ten records in batches of four: 4 + 4 + 2.
+    let batches: Vec<u32> = seen.iter().map(|&(_, b)| b).collect();
+    assert_eq!(batches, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
+}
