@@ -1,7 +1,5 @@
 //! JSON Lines partitioned by event hour: [`PartitionedJsonLinesSink`].
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -10,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
+use hashbrown::hash_map::Entry;
+use sluice_engine::keys::{fast_map, fast_set, FastMap, FastSet};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::time::NO_TIMESTAMP;
 use sluice_engine::{BoxError, Record, Timestamp};
@@ -149,14 +149,14 @@ impl<T: 'static, E: LineEncoder<T>> Sink<T> for PartitionedJsonLinesSink<T, E> {
             Files::Txn {
                 prefix: format!("part-{}-{}", cx.worker, run_token()),
                 seq: 0,
-                open: HashMap::new(),
+                open: fast_map(),
                 closed: Vec::new(),
             }
         } else {
             Files::Plain {
                 worker: cx.worker,
-                open: HashMap::new(),
-                created: HashSet::new(),
+                open: fast_map(),
+                created: fast_set(),
             }
         };
         Ok(Box::new(PartitionedWriter {
@@ -182,14 +182,14 @@ enum Files {
     /// this writer, appended to when reopened.
     Plain {
         worker: usize,
-        open: HashMap<Timestamp, BufWriter<File>>,
-        created: HashSet<Timestamp>,
+        open: FastMap<Timestamp, BufWriter<File>>,
+        created: FastSet<Timestamp>,
     },
     /// Under checkpointing.
     Txn {
         prefix: String,
         seq: u64,
-        open: HashMap<Timestamp, TxnFile>,
+        open: FastMap<Timestamp, TxnFile>,
         closed: Vec<TxnFile>,
     },
 }
