@@ -511,15 +511,14 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
         if slot.expiry_timer == Some(timer.time) {
             slot.expiry_timer = None;
         }
-        let (mut due, rest): (Vec<RideEvent>, Vec<RideEvent>) = std::mem::take(&mut slot.pending)
-            .into_iter()
-            .partition(|e| e.timestamp <= timer.time);
-        slot.pending = rest;
-        due.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+        // In order, and the due ones (up to the timer) first: they go, the rest stay, in place.
+        slot.pending
+            .sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+        let due = slot.pending.partition_point(|e| e.timestamp <= timer.time);
 
-        let had_events = !due.is_empty();
+        let had_events = due > 0;
         let mut deltas = Vec::new();
-        for e in &due {
+        for e in slot.pending.drain(..due) {
             slot.current
                 .get_or_insert(Current {
                     status: DriverStatus::Available,
@@ -528,7 +527,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
                     trip: None,
                     last_event_time: e.timestamp,
                 })
-                .apply(e, &mut deltas);
+                .apply(&e, &mut deltas);
         }
 
         let expired = match (self.idle, &slot.current) {
