@@ -933,10 +933,10 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             Err(e) => invalid(Reason::NotJson, e.to_string()),
         });
     }
-    let w: Wire<'_> = match scan::scan(line) {
-        Some(w) => w,
-        None => serde_json::from_str(line).map_err(classify_json_error)?,
-    };
+    let mut w = Wire::default();
+    if scan::scan(line, &mut w).is_none() {
+        w = serde_json::from_str(line).map_err(classify_json_error)?;
+    }
     // Unique per event: not interned.
     let event_id: Arc<str> = Arc::from(required(w.event_id, "event_id")?.as_ref());
     if !event_id_ok(&event_id) {
