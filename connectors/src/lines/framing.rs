@@ -84,7 +84,7 @@ impl<R: Read> LineFramer<R> {
                 break;
             }
             any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', available);
             let chunk = &available[..newline.unwrap_or(available.len())];
             total += chunk.len() as u64;
             if let Some(&last) = chunk.last() {
