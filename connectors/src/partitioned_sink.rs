@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
 use hashbrown::hash_map::Entry;
+use serde::Serialize;
 use sluice_engine::keys::{fast_map, fast_set, FastMap, FastSet};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::time::NO_TIMESTAMP;
