@@ -2,11 +2,9 @@
 //! errors a user meets first (bad flags, unreadable input, unwritable output).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn ridehail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ridehail"))
-}
+use super::fixtures::{refused, ridehail};
 
 fn temp_dir(name: &str) -> PathBuf {
     super::fixtures::temp_dir("cli", name)
@@ -117,12 +115,10 @@ fn jobs_flag_runs_only_the_jobs_named() {
     for skipped in ["backup", "trips", "live-drivers"] {
         assert_eq!(count_lines(&some.join(skipped)), 0, "{skipped}");
     }
-    let bad = ridehail()
-        .args(["run", "--jobs", "surge,bogus"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
+    refused(
+        ridehail().args(["run", "--jobs", "surge,bogus"]),
+        "possible values",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -189,35 +185,26 @@ fn generate_piped_into_run_counts_every_line_once() {
 #[test]
 fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
     let dir = temp_dir("errors");
-    let bad = ridehail()
-        .args(["run", "--parallelism", "0"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("parallelism"));
-
-    let unknown = ridehail().args(["run", "--no-such-flag"]).output().unwrap();
-    assert!(!unknown.status.success());
-
-    let missing = dir.join("missing.jsonl");
-    let r = ridehail()
-        .args(["run", "--input"])
-        .arg(&missing)
-        .args(["--out"])
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("missing.jsonl"));
-
+    refused(
+        ridehail().args(["run", "--parallelism", "0"]),
+        "parallelism",
+    );
+    refused(ridehail().args(["run", "--no-such-flag"]), "--no-such-flag");
+    refused(
+        ridehail()
+            .args(["run", "--input"])
+            .arg(dir.join("missing.jsonl"))
+            .args(["--out"])
+            .arg(dir.join("out")),
+        "missing.jsonl",
+    );
     // An output "directory" that is a file.
     let file = dir.join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let r = ridehail()
-        .args(["run", "--duration", "1m", "--quiet", "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("not-a-dir"));
+    refused(
+        ridehail()
+            .args(["run", "--duration", "1m", "--quiet", "--out"])
+            .arg(&file),
+        "not-a-dir",
+    );
 }

@@ -21,26 +21,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use super::fixtures::{refused, ridehail};
 
 /// How many times the test kills `ridehail run`, at least.
 const KILLS: usize = 20;
 
-fn ridehail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ridehail"))
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     super::fixtures::temp_dir("crash", name)
-}
-
-/// Runs `cmd`, which must fail and say `needle` on standard error.
-fn refused(cmd: &mut Command, needle: &str) {
-    let r = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(!r.status.success(), "should have failed: {err}");
-    assert!(err.contains(needle), "{err}");
 }
 
 fn check(out: &std::process::Output, what: &str) {

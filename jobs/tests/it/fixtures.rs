@@ -22,6 +22,19 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A fresh, empty directory `ridehail-<kind>-<pid>-<name>` under the system's temporary
 /// directory.
+/// The `ridehail` binary of this build.
+pub fn ridehail() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ridehail"))
+}
+
+/// Runs `cmd`, which must fail and say `needle` on standard error.
+pub fn refused(cmd: &mut std::process::Command, needle: &str) {
+    let r = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "should have failed: {err}");
+    assert!(err.contains(needle), "{err}");
+}
+
 pub fn temp_dir(kind: &str, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ridehail-{kind}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
