@@ -18,6 +18,12 @@ use crate::time::Timestamp;
 pub(crate) trait BatchFn<T, U>: Send + Sync + 'static {
     /// Moves what `input` becomes into `out`. `input` is cleared by the caller afterwards.
     fn apply(&self, input: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>);
+
+    /// Whether `apply` could produce anything from `value` (false: it drops it for sure).
+    #[inline]
+    fn keeps(&self, _value: &T) -> bool {
+        true
+    }
 }
 
 /// `map`: one output per input, same timestamp.
@@ -48,6 +54,11 @@ where
     fn apply(&self, input: &mut Vec<Record<T>>, out: &mut Vec<Record<T>>) {
         input.retain(|r| (self.0)(&r.value));
         std::mem::swap(input, out);
+    }
+
+    #[inline]
+    fn keeps(&self, value: &T) -> bool {
+        (self.0)(value)
     }
 }
 
@@ -132,6 +143,13 @@ struct StatelessOp<T, U, B> {
 }
 
 impl<T, U, B: BatchFn<T, U>> Push<T> for StatelessOp<T, U, B> {
+    #[inline]
+    fn keeps(&self, value: &T) -> bool {
+        self.f.keeps(value)
+    }
+    fn skipped(&mut self, n: usize) {
+        self.metrics.add_in(n);
+    }
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult {
         enter(self.id);
         self.metrics.add_in(batch.len());

@@ -64,14 +64,22 @@ fn fan_out_gives_every_consumer_every_record() {
             .source(VecSource::new((0..1_000u64).collect()))
             .map(|x| x * 2);
         doubled.clone().sink(all_sink);
-        let by_mod = doubled.clone().filter(|x| x % 4 == 0).key_by(|x| x % 10);
+        let by_mod = doubled
+            .clone()
+            .filter(|x| x % 4 == 0)
+            .name("mod4.keyed")
+            .key_by(|x| x % 10);
         by_mod.clone().reduce(|a, b| a + b).sink(sums_sink);
         by_mod.into_stream().sink(keyed_sink);
         doubled.filter(|x| x % 4 == 0).sink(quarters_sink);
 
-        let (_, mut got) = run_ok(&env, &all);
+        let (metrics, mut got) = run_ok(&env, &all);
         got.sort_unstable();
         assert_eq!(got, (0..1_000).map(|x| x * 2).collect::<Vec<_>>());
+        // The fan-out clones only what a filter keeps, but the filter still counts every record
+        // it was offered.
+        let filter = metrics.operator("mod4.keyed").expect("named filter");
+        assert_eq!((filter.records_in, filter.records_out), (1_000, 500));
         let mut got = quarters.collected();
         got.sort_unstable();
         let expected: Vec<u64> = (0..1_000).map(|x| x * 2).filter(|x| x % 4 == 0).collect();
