@@ -1,4 +1,5 @@
-//! Throughput of [`parse_event`] (parse + validate + geo zone) on one core, over generated
+//! Throughput of [`parse_event`] (parse + validate; the geo zone is derived later, on first
+//! use) on one core, over generated
 //! lines; and of `serde_json` alone reading the same lines into a generic value, for scale.
 //! Run with `cargo bench -p sluice-jobs --bench parse`.
 

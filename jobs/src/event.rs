@@ -1052,14 +1052,13 @@ pub fn accept_event(
     const LATEST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
     let point_ok = |p: &Point| lat_ok(p.lat) && lon_ok(p.lon);
     let mut text_bytes = e.event_id.len() + e.geo_zone.as_deref().map_or(0, str::len);
-    let len_of = |ids: &[Option<&Arc<str>>]| ids.iter().flatten().map(|s| s.len()).sum::<usize>();
     let payload_ok = match &e.payload {
         Payload::RiderRequest {
             rider_id,
             pickup,
             dropoff,
         } => {
-            text_bytes += len_of(&[Some(rider_id)]);
+            text_bytes += rider_id.len();
             point_ok(pickup) && dropoff.as_ref().map_or(true, point_ok)
         }
         Payload::DriverAvailable {
@@ -1070,11 +1069,11 @@ pub fn accept_event(
             driver_id,
             location,
         } => {
-            text_bytes += len_of(&[Some(driver_id)]);
+            text_bytes += driver_id.len();
             point_ok(location)
         }
         Payload::DriverOffline { driver_id } => {
-            text_bytes += len_of(&[Some(driver_id)]);
+            text_bytes += driver_id.len();
             true
         }
         Payload::TripStarted {
@@ -1085,7 +1084,7 @@ pub fn accept_event(
             estimated_duration,
             estimated_fare,
         } => {
-            text_bytes += len_of(&[Some(trip_id), Some(driver_id), Some(rider_id)]);
+            text_bytes += trip_id.len() + driver_id.len() + rider_id.len();
             point_ok(start)
                 && estimated_duration.map_or(true, amount_ok)
                 && estimated_fare.map_or(true, amount_ok)
@@ -1098,7 +1097,7 @@ pub fn accept_event(
             actual_duration,
             rating,
         } => {
-            text_bytes += len_of(&[Some(trip_id), Some(driver_id)]);
+            text_bytes += trip_id.len() + driver_id.len();
             point_ok(end)
                 && amount_ok(*actual_fare)
                 && amount_ok(*actual_duration)
@@ -1110,8 +1109,10 @@ pub fn accept_event(
             rider_id,
             reason,
         } => {
-            text_bytes += len_of(&[Some(trip_id), driver_id.as_ref(), rider_id.as_ref()]);
-            text_bytes += reason.as_deref().map_or(0, str::len);
+            text_bytes += trip_id.len();
+            for s in [driver_id, rider_id, reason].into_iter().flatten() {
+                text_bytes += s.len();
+            }
             true
         }
     };

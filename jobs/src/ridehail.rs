@@ -68,8 +68,9 @@ pub enum Input {
 }
 
 /// The jobs a run can include besides ingest (validation, dead letters, dedup), which always
-/// runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+/// runs. Named in lower case (`backup`, `surge`, ...) by `--jobs`, the run marker and
+/// [`Display`](std::fmt::Display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Job {
     /// The raw valid events, hourly partitioned (`out/backup/`).
@@ -87,6 +88,14 @@ pub enum Job {
 impl Job {
     /// Every job, in the order a run wires them.
     pub const ALL: [Job; 5] = [Job::Backup, Job::Surge, Job::Trips, Job::Shifts, Job::Live];
+}
+
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let name = self.to_possible_value().expect("no job is skipped");
+        f.write_str(name.get_name())
+    }
 }
 
 /// Everything a run needs. [`RunConfig::new`] gives the defaults of `ridehail run`.
@@ -125,8 +134,8 @@ pub struct RunConfig {
     /// Continue from the newest checkpoint in [`checkpoint_dir`](Self::checkpoint_dir) (a fresh
     /// start if there is none) instead of starting over. Default `false`.
     pub resume: bool,
-    /// The jobs to run after ingest. Default: [`Job::ALL`]. The output directories of the
-    /// others stay empty and their counts in the [`Report`] zero.
+    /// The jobs to run after ingest. Default: [`Job::ALL`]. The others write nothing, and
+    /// their counts in the [`Report`] are zero.
     pub jobs: Vec<Job>,
 }
 

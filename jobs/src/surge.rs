@@ -172,7 +172,7 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let late_tag = OutputTag::<RideEvent>::new(LATE);
     let (ttl, fn_tag) = (cfg.driver_state_ttl, late_tag.clone());
     let window = cfg.window;
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let window_ms = sluice_engine::time::duration_ms(window).max(1);
     let supply = events
         .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
         .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))

@@ -19,10 +19,9 @@ pub(crate) trait BatchFn<T, U>: Send + Sync + 'static {
     /// Moves what `input` becomes into `out`. `input` is cleared by the caller afterwards.
     fn apply(&self, input: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>);
 
-    /// Whether `apply` could produce anything from `value` (false: it drops it for sure).
-    #[inline]
-    fn keeps(&self, _value: &T) -> bool {
-        true
+    /// The predicate of a function that drops whatever fails it (a filter). Default: none.
+    fn predicate(&self) -> Option<&dyn Fn(&T) -> bool> {
+        None
     }
 }
 
@@ -56,9 +55,8 @@ where
         std::mem::swap(input, out);
     }
 
-    #[inline]
-    fn keeps(&self, value: &T) -> bool {
-        (self.0)(value)
+    fn predicate(&self) -> Option<&dyn Fn(&T) -> bool> {
+        Some(&self.0)
     }
 }
 
@@ -143,9 +141,8 @@ struct StatelessOp<T, U, B> {
 }
 
 impl<T, U, B: BatchFn<T, U>> Push<T> for StatelessOp<T, U, B> {
-    #[inline]
-    fn keeps(&self, value: &T) -> bool {
-        self.f.keeps(value)
+    fn predicate(&self) -> Option<&dyn Fn(&T) -> bool> {
+        self.f.predicate()
     }
     fn skipped(&mut self, n: usize) {
         self.metrics.add_in(n);

@@ -17,13 +17,13 @@ pub(crate) trait Push<T> {
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult;
     /// The input's watermark advanced to `wm`.
     fn watermark(&mut self, wm: Timestamp) -> OpResult;
-    /// Whether this operator keeps `value` or drops it at once (a filter's predicate), so that
-    /// a fan-out need not clone records for it that it would drop. Default: keeps everything.
-    fn keeps(&self, _value: &T) -> bool {
-        true
+    /// The predicate of an operator that drops whatever fails it at once (a filter), so that a
+    /// fan-out need not clone records for it that it would drop. Default: none (keeps all).
+    fn predicate(&self) -> Option<&dyn Fn(&T) -> bool> {
+        None
     }
-    /// `n` records were not pushed because [`keeps`](Self::keeps) said they would be dropped:
-    /// count them as received.
+    /// `n` records were not pushed because they failed [`predicate`](Self::predicate): count
+    /// them as received.
     fn skipped(&mut self, _n: usize) {}
     /// The input became idle: exclude it from watermark computation until it sends again.
     fn idle(&mut self) -> OpResult {
@@ -99,8 +99,13 @@ impl<T: Clone> Push<T> for Tee<T> {
         let mut copy = Vec::with_capacity(batch.len());
         for out in rest {
             // Clone only what the consumer keeps: most fan-outs feed filters.
-            copy.extend(batch.iter().filter(|r| out.keeps(&r.value)).cloned());
-            out.skipped(batch.len() - copy.len());
+            match out.predicate() {
+                None => copy.extend_from_slice(batch),
+                Some(keep) => {
+                    copy.extend(batch.iter().filter(|r| keep(&r.value)).cloned());
+                    out.skipped(batch.len() - copy.len());
+                }
+            }
             if !copy.is_empty() {
                 out.push(&mut copy)?;
                 copy.clear();

@@ -180,48 +180,11 @@ struct RunArgs {
     /// Run only these jobs after ingest (validation, dead letters and dedup always run), comma
     /// separated. The others write nothing. Without `backup`, the progress line shows no
     /// watermark.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = JobArg::ALL)]
-    jobs: Vec<JobArg>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Job::ALL)]
+    jobs: Vec<Job>,
     /// No progress line, even on a terminal.
     #[arg(long, short)]
     quiet: bool,
-}
-
-/// `--jobs` values, one per [`Job`].
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum JobArg {
-    Backup,
-    Surge,
-    Trips,
-    Shifts,
-    Live,
-}
-
-impl JobArg {
-    const ALL: [JobArg; 5] = [
-        JobArg::Backup,
-        JobArg::Surge,
-        JobArg::Trips,
-        JobArg::Shifts,
-        JobArg::Live,
-    ];
-
-    fn job(self) -> Job {
-        match self {
-            JobArg::Backup => Job::Backup,
-            JobArg::Surge => Job::Surge,
-            JobArg::Trips => Job::Trips,
-            JobArg::Shifts => Job::Shifts,
-            JobArg::Live => Job::Live,
-        }
-    }
-}
-
-impl std::fmt::Display for JobArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.to_possible_value().expect("no variant is skipped");
-        f.write_str(v.get_name())
-    }
 }
 
 #[derive(Args)]
@@ -295,7 +258,7 @@ fn run(args: RunArgs) -> Result<()> {
         cfg.checkpoint_every = every;
     }
     cfg.resume = args.resume;
-    cfg.jobs = args.jobs.iter().map(|j| j.job()).collect();
+    cfg.jobs = args.jobs.clone();
     if args.resume && cfg.input_is_stdin() {
         bail!(
             "--resume cannot continue reading standard input (--input -): it cannot be read again"
@@ -389,15 +352,7 @@ fn print_summary(r: &Report, cfg: &RunConfig) {
         cfg.out.display()
     );
     if cfg.jobs.len() < Job::ALL.len() {
-        let names: Vec<String> = cfg
-            .jobs
-            .iter()
-            .map(|j| {
-                serde_json::to_string(j)
-                    .unwrap_or_default()
-                    .replace('"', "")
-            })
-            .collect();
+        let names: Vec<String> = cfg.jobs.iter().map(Job::to_string).collect();
         let _ = writeln!(out, "  jobs: ingest, {} (only)", names.join(", "));
     }
     if let Some(id) = r.resumed_from {

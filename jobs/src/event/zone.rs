@@ -128,18 +128,19 @@ fn slot(p: Point) -> usize {
 /// Most calls derive no cell at all (see the [module docs](self)).
 pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
     let resolution = resolution.min(15);
-    let Ok(ll) = LatLng::new(p.lat, p.lon) else {
-        // Unreachable for validated points; a stable name rather than a panic.
-        return Arc::from("invalid");
-    };
     let at = slot(p);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if let Some(cell) = &c.slots[at] {
+            // False for NaN coordinates.
             if cell.contains(p, resolution) {
                 return cell.name.clone();
             }
         }
+        let Ok(ll) = LatLng::new(p.lat, p.lon) else {
+            // Unreachable for validated points; a stable name rather than a panic.
+            return Arc::from("invalid");
+        };
         let res = Resolution::try_from(resolution).unwrap_or(Resolution::Seven);
         let index = ll.to_cell(res);
         if c.cells.len() >= MAX_INTERNED {
