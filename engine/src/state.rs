@@ -11,7 +11,6 @@
 //! stable across versions of a job: they identify the state in checkpoints.
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -108,7 +107,7 @@ impl<K: Key> StateRegistry<K> {
     /// A value written while processing a record with timestamp `t` (or a timer at `t`) expires
     /// once the operator's watermark reaches `t + ttl`: from then on it is invisible (reads
     /// return `None`, as if it had never been set) and it is removed from memory within
-    /// `ttl / 8` more of event time. Every write ([`ValueTable::set`], and the mutable accessors
+    /// `ttl / 4` more of event time. Every write ([`ValueTable::set`], and the mutable accessors
     /// [`ValueTable::get_mut`] and [`ValueTable::get_or_insert_with`]) renews the expiry.
     /// Processing time plays no part: a replay expires exactly what the live run expired.
     ///
@@ -128,8 +127,9 @@ impl<K: Key> StateRegistry<K> {
                 Some(_) => Values::Expiring(fast_map()),
             },
             ttl,
-            bucket: ttl.map_or(1, |t| (t / 8).max(1)),
-            expiry: BTreeMap::new(),
+            sweep_every: ttl.map_or(1, |t| (t / 4).max(1)),
+            next_sweep: Timestamp::MIN,
+            earliest: Timestamp::MAX,
             write_time: Timestamp::MIN,
             watermark: Timestamp::MIN,
         }));
@@ -270,12 +270,19 @@ pub struct ValueTable<K, V> {
     values: Values<K, V>,
     /// Time to live in event-time ms, if any.
     ttl: Option<i64>,
-    /// Expiry-queue granularity (ms).
-    bucket: i64,
-    /// Keys, with their hash in `values`, by the end of the bucket their expiry falls in. Every
-    /// live key is queued once. The hash lets the sweep find a key without hashing it again
-    /// (which, for a key that points to its bytes, reads memory written long ago).
-    expiry: BTreeMap<Timestamp, Vec<(u64, K)>>,
+    /// Expired values are swept out of memory at most this often (event-time ms: `ttl / 4`).
+    ///
+    /// A sweep is one pass over the table (`retain`), not a queue of keys by expiry: reads
+    /// already treat an expired value as absent, so removal only has to bound memory (at most
+    /// a quarter more keys than are live). A sequential pass every `ttl / 4` (each key visited
+    /// about five times in its life) costs less than a random probe per key (a queue entry, a
+    /// key clone, a cache miss to find it again) and needs no memory besides the table.
+    sweep_every: i64,
+    /// The watermark from which the next sweep may run.
+    next_sweep: Timestamp,
+    /// No value in the table expires before this (a lower bound): a sweep before it would
+    /// find nothing.
+    earliest: Timestamp,
     write_time: Timestamp,
     watermark: Timestamp,
 }
@@ -296,29 +303,18 @@ struct Slot<V> {
 }
 
 impl<K: Key, V> ValueTable<K, V> {
+    /// The expiry of a value written now; lowers the table's earliest expiry to it.
     #[inline]
-    fn expiry_for_write(&self) -> Timestamp {
-        match self.ttl {
+    fn expiry_for_write(&mut self) -> Timestamp {
+        let expires = match self.ttl {
             Some(ttl) if self.write_time != Timestamp::MIN => self.write_time.saturating_add(ttl),
             // A write with no timestamp expires with the next watermark... unless none comes:
             // use the watermark as the base instead.
             Some(ttl) => self.watermark.max(0).saturating_add(ttl),
             None => Timestamp::MAX,
-        }
-    }
-
-    #[inline]
-    fn queue(
-        expiry: &mut BTreeMap<Timestamp, Vec<(u64, K)>>,
-        bucket: i64,
-        hash: u64,
-        key: &K,
-        expires: Timestamp,
-    ) {
-        if expires != Timestamp::MAX {
-            let end = expires.div_euclid(bucket).saturating_mul(bucket) + bucket - 1;
-            expiry.entry(end).or_default().push((hash, key.clone()));
-        }
+        };
+        self.earliest = self.earliest.min(expires);
+        expires
     }
 
     /// `key`'s hash in `map`, and its entry.
@@ -383,7 +379,6 @@ impl<K: Key, V> ValueTable<K, V> {
                 }
                 (hash, RawEntryMut::Vacant(v)) => {
                     v.insert_hashed_nocheck(hash, key.clone(), Slot { value, expires });
-                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
                     None
                 }
             },
@@ -411,13 +406,11 @@ impl<K: Key, V> ValueTable<K, V> {
                     if slot.expires > wm {
                         return false;
                     }
-                    // Still queued at its old expiry; the sweep re-queues it at the new one.
                     *slot = Slot { value, expires };
                     true
                 }
                 (hash, RawEntryMut::Vacant(v)) => {
                     v.insert_hashed_nocheck(hash, key.clone(), Slot { value, expires });
-                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
                     true
                 }
             },
@@ -445,7 +438,6 @@ impl<K: Key, V> ValueTable<K, V> {
                     &mut slot.value
                 }
                 (hash, RawEntryMut::Vacant(v)) => {
-                    Self::queue(&mut self.expiry, self.bucket, hash, key, expires);
                     let (_, slot) = v.insert_hashed_nocheck(
                         hash,
                         key.clone(),
@@ -673,8 +665,7 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
                 let entries: Vec<(K, (V, Timestamp))> = decode(bytes)?;
                 map.reserve(entries.len());
                 for (k, (value, expires)) in entries {
-                    let hash = map.hasher().hash_one(&k);
-                    Self::queue(&mut self.expiry, self.bucket, hash, &k, expires);
+                    self.earliest = self.earliest.min(expires);
                     map.insert(k, Slot { value, expires });
                 }
             }
@@ -695,26 +686,19 @@ impl<K: Key, V: StateData> StateTable<K> for ValueTable<K, V> {
         let Values::Expiring(map) = &mut self.values else {
             return;
         };
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() > wm {
-                break;
-            }
-            for (hash, key) in entry.remove() {
-                // One probe, by the queued hash; the queued key is a clone of the map's, so
-                // comparing usually reads no more than the map's own slot.
-                let RawEntryMut::Occupied(o) = map.raw_entry_mut().from_hash(hash, |k| *k == key)
-                else {
-                    continue;
-                };
-                let expires = o.get().expires;
-                if expires > wm {
-                    // Renewed since it was queued: queue it again at its new expiry.
-                    Self::queue(&mut self.expiry, self.bucket, hash, &key, expires);
-                } else {
-                    o.remove();
-                }
-            }
+        if wm < self.earliest || wm < self.next_sweep {
+            return;
         }
+        let mut earliest = Timestamp::MAX;
+        map.retain(|_, s| {
+            let live = s.expires > wm;
+            if live {
+                earliest = earliest.min(s.expires);
+            }
+            live
+        });
+        self.earliest = earliest;
+        self.next_sweep = wm.saturating_add(self.sweep_every);
     }
 }
 
@@ -776,8 +760,8 @@ mod tests {
             store.value(h, 120, 110).set_if_absent(&1, 'c'),
             "after expiry"
         );
-        // Expired but not yet swept (its bucket is still ahead of the watermark): replaced,
-        // and swept later at its new expiry.
+        // Expired but not yet swept (no sweep since it expired): replaced, and swept after
+        // its new expiry.
         assert!(store.value(h, 125, 110).set_if_absent(&2, 'x'));
         assert_eq!(store.value(h, 0, 226).get(&2), None, "expired at 225");
         assert!(store.value(h, 300, 226).set_if_absent(&2, 'y'));
@@ -794,6 +778,35 @@ mod tests {
         assert!(store.value(plain, 0, 0).set_if_absent(&7, 'p'));
         assert!(!store.value(plain, 0, 0).set_if_absent(&7, 'q'));
         assert_eq!(store.value(plain, 0, 0).get(&7), Some(&'p'));
+    }
+
+    #[test]
+    fn expired_values_leave_memory_within_a_quarter_of_the_ttl() {
+        let mut reg = StateRegistry::<u32>::new();
+        let h = reg.value_with_ttl::<u8>("v", Duration::from_millis(400));
+        let mut store = StateStore::new(reg);
+        // Key t written at t: expires at t + 400.
+        for t in 0..100u32 {
+            store.value(h, i64::from(t), 0).set(&t, 1);
+        }
+        store.expire(399);
+        assert_eq!(store.keys(), 100, "nothing has expired");
+        store.expire(450);
+        assert_eq!(store.keys(), 49, "keys 0..=50 swept, 51..100 live");
+        store.expire(490);
+        assert_eq!(store.value(h, 0, 490).get(&99), Some(&1), "expires at 499");
+        assert_eq!(
+            store.value(h, 0, 490).get(&89),
+            None,
+            "invisible once expired"
+        );
+        assert_eq!(
+            store.keys(),
+            49,
+            "no sweep within 100 ms (400 / 4) of the last"
+        );
+        store.expire(550);
+        assert_eq!(store.keys(), 0, "swept 100 ms after the last sweep");
     }
 
     #[test]

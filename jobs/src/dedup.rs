@@ -48,10 +48,10 @@
 //! # Ok::<(), sluice_engine::JobError>(())
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_engine::prelude::*;
+use smol_str::SmolStr;
 
 use crate::event::RideEvent;
 
@@ -91,7 +91,7 @@ pub fn dedup(events: Stream<RideEvent>, cfg: &DedupConfig) -> Deduped {
     let tag = OutputTag::<RideEvent>::new(DUPLICATES);
     let (horizon, fn_tag) = (cfg.horizon, tag.clone());
     let unique = events
-        .key_by(|e: &RideEvent| e.event_id.clone())
+        .key_by(|e: &RideEvent| SmolStr::new(&*e.event_id))
         .name("dedup_key_by")
         .process(move |reg| Dedup {
             seen: reg.value_with_ttl("seen", horizon),
@@ -110,14 +110,14 @@ struct Dedup {
     duplicates: OutputTag<RideEvent>,
 }
 
-impl KeyedProcessFunction<Arc<str>, RideEvent> for Dedup {
+impl KeyedProcessFunction<SmolStr, RideEvent> for Dedup {
     type Out = RideEvent;
 
     fn process(
         &mut self,
-        id: &Arc<str>,
+        id: &SmolStr,
         event: RideEvent,
-        ctx: &mut Context<'_, Arc<str>, RideEvent>,
+        ctx: &mut Context<'_, SmolStr, RideEvent>,
     ) {
         if ctx.value(self.seen).set_if_absent(id, ()) {
             ctx.emit(event);
