@@ -1,12 +1,12 @@
 //! The `ridehail` binary end to end: the default run, `generate | run --input -`, and the
 //! errors a user meets first (bad flags, unreadable input, unwritable output).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use super::fixtures::{refused, ridehail};
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> super::fixtures::TempDir {
     super::fixtures::temp_dir("cli", name)
 }
 
@@ -119,7 +119,6 @@ fn jobs_flag_runs_only_the_jobs_named() {
         ridehail().args(["run", "--jobs", "surge,bogus"]),
         "possible values",
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -29,7 +29,7 @@ use super::fixtures::{refused, ridehail};
 /// How many times the test kills `ridehail run`, at least.
 const KILLS: usize = 20;
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> super::fixtures::TempDir {
     super::fixtures::temp_dir("crash", name)
 }
 
@@ -259,7 +259,6 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
         restored >= KILLS / 2,
         "only {restored} of {runs} runs resumed from a checkpoint"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -337,5 +336,4 @@ fn resume_needs_checkpoints_and_the_same_run() {
     let (after, hidden) = committed(&dir.join("a"));
     assert!(hidden.is_empty(), "{hidden:?}");
     assert_eq!(before, after);
-    let _ = std::fs::remove_dir_all(&dir);
 }

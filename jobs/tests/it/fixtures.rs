@@ -1,7 +1,7 @@
 //! What the trip, shift and live tests share: reading event files, running a job under a
 //! deadline, shuffling within the watermark bound, golden files, and a seeded synthetic workload.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,8 +20,6 @@ pub const BOUND: Duration = Duration::from_secs(5);
 /// How long a job may take before its test fails as hung.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A fresh, empty directory `ridehail-<kind>-<pid>-<name>` under the system's temporary
-/// directory.
 /// The `ridehail` binary of this build.
 pub fn ridehail() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_ridehail"))
@@ -35,11 +33,31 @@ pub fn refused(cmd: &mut std::process::Command, needle: &str) {
     assert!(err.contains(needle), "{err}");
 }
 
-pub fn temp_dir(kind: &str, name: &str) -> PathBuf {
+/// A fresh, empty directory `ridehail-<kind>-<pid>-<name>` under the system's temporary
+/// directory, removed when dropped, unless the test is failing (then it stays, to look at).
+pub fn temp_dir(kind: &str, name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("ridehail-{kind}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// See [`temp_dir`]. Derefs to its path.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// `jobs/tests/data/<name>`.
