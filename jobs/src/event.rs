@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 
+mod id;
 mod scan;
 mod zone;
 
+pub use id::Id;
 pub use zone::h3_zone;
 
 /// 2024-01-01T00:00:00Z: events before it are rejected.
@@ -324,27 +326,27 @@ impl RideEventData {
         }
     }
 
-    /// [`driver_id`](Self::driver_id) as a shared string (a cheap clone, e.g. for a key).
-    pub fn driver_key(&self) -> Option<Arc<str>> {
+    /// [`driver_id`](Self::driver_id) as a key: an [`Id`] (shares the string; hashes it once).
+    pub fn driver_key(&self) -> Option<Id> {
         match &self.payload {
             Payload::DriverAvailable { driver_id, .. }
             | Payload::DriverOffline { driver_id }
             | Payload::DriverLocationUpdate { driver_id, .. }
             | Payload::TripStarted { driver_id, .. }
-            | Payload::TripCompleted { driver_id, .. } => Some(driver_id.clone()),
-            Payload::TripCancelled { driver_id, .. } => driver_id.clone(),
+            | Payload::TripCompleted { driver_id, .. } => Some(Id::new(driver_id.clone())),
+            Payload::TripCancelled { driver_id, .. } => driver_id.clone().map(Id::new),
             Payload::RiderRequest { .. } => None,
         }
     }
 
-    /// [`trip_id`](Self::trip_id) as a shared string, or the empty string if the event names no
-    /// trip (a cheap clone, e.g. for a key).
-    pub fn trip_key(&self) -> Arc<str> {
+    /// [`trip_id`](Self::trip_id) as a key (see [`driver_key`](Self::driver_key)), or the empty
+    /// string if the event names no trip.
+    pub fn trip_key(&self) -> Id {
         match &self.payload {
             Payload::TripStarted { trip_id, .. }
             | Payload::TripCompleted { trip_id, .. }
-            | Payload::TripCancelled { trip_id, .. } => trip_id.clone(),
-            _ => Arc::from(""),
+            | Payload::TripCancelled { trip_id, .. } => Id::new(trip_id.clone()),
+            _ => Id::from(""),
         }
     }
 

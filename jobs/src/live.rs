@@ -68,7 +68,7 @@ use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 use sluice_engine::BoxError;
 
-use crate::event::{Payload, Point, RideEvent};
+use crate::event::{Id, Payload, Point, RideEvent};
 
 /// Settings of the live job. Every field has a default ([`LiveConfig::default`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +232,7 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
         .name("live.driver_events")
         .union([resolved.clone()])
         .name("live.merge")
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
         .name("live.by_driver")
         .process(move |reg| DriverLive {
             slot: reg.value("driver"),
@@ -245,7 +245,7 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
 
     let zones = drivers
         .side_output(&deltas)
-        .key_by(|d: &ZoneDelta| d.zone.clone())
+        .key_by(|d: &ZoneDelta| Id::new(d.zone.clone()))
         .name("live.by_zone")
         .process(move |reg| ZoneCount {
             slot: reg.value("zone"),
@@ -289,15 +289,10 @@ struct CancelResolver {
     late: OutputTag<RideEvent>,
 }
 
-impl KeyedProcessFunction<Arc<str>, RideEvent> for CancelResolver {
+impl KeyedProcessFunction<Id, RideEvent> for CancelResolver {
     type Out = RideEvent;
 
-    fn process(
-        &mut self,
-        key: &Arc<str>,
-        e: RideEvent,
-        ctx: &mut Context<'_, Arc<str>, RideEvent>,
-    ) {
+    fn process(&mut self, key: &Id, e: RideEvent, ctx: &mut Context<'_, Id, RideEvent>) {
         if let Payload::TripStarted { driver_id, .. } = &e.payload {
             // Written with the start's own timestamp, so the TTL counts from the start.
             let table = ctx.value(self.started);
@@ -315,12 +310,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for CancelResolver {
         ctx.register_event_timer(key, ts);
     }
 
-    fn on_timer(
-        &mut self,
-        key: &Arc<str>,
-        timer: Timer,
-        ctx: &mut Context<'_, Arc<str>, RideEvent>,
-    ) {
+    fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut Context<'_, Id, RideEvent>) {
         // Every start at or before the cancel has arrived; state is seen as of the cancel's time.
         let (mut due, rest): (Vec<RideEvent>, Vec<RideEvent>) = ctx
             .list(self.pending)
@@ -450,7 +440,7 @@ struct DriverLive {
     deltas: OutputTag<ZoneDelta>,
 }
 
-type DriversCx<'a> = Context<'a, Arc<str>, DriverState>;
+type DriversCx<'a> = Context<'a, Id, DriverState>;
 
 impl DriverLive {
     /// The timer that handles the interval holding `ts`: its boundary minus one.
@@ -459,7 +449,7 @@ impl DriverLive {
     }
 
     /// Keeps the expiry timer at the boundary where the driver would expire now.
-    fn rearm_expiry(&self, key: &Arc<str>, slot: &mut DriverSlot, ctx: &mut DriversCx<'_>) {
+    fn rearm_expiry(&self, key: &Id, slot: &mut DriverSlot, ctx: &mut DriversCx<'_>) {
         let want = match (self.idle, &slot.current) {
             (Some(idle), Some(cur)) => Some(
                 boundary_at_or_after(cur.last_event_time.saturating_add(idle), self.interval) - 1,
@@ -486,10 +476,10 @@ impl DriverLive {
     }
 }
 
-impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
+impl KeyedProcessFunction<Id, RideEvent> for DriverLive {
     type Out = DriverState;
 
-    fn process(&mut self, key: &Arc<str>, e: RideEvent, ctx: &mut DriversCx<'_>) {
+    fn process(&mut self, key: &Id, e: RideEvent, ctx: &mut DriversCx<'_>) {
         if e.timestamp <= ctx.watermark() {
             ctx.output(&self.late, e);
             return;
@@ -502,7 +492,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverLive {
         ctx.register_event_timer(key, timer);
     }
 
-    fn on_timer(&mut self, key: &Arc<str>, timer: Timer, ctx: &mut DriversCx<'_>) {
+    fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut DriversCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
@@ -587,12 +577,12 @@ struct ZoneCount {
     interval: i64,
 }
 
-type ZonesCx<'a> = Context<'a, Arc<str>, ZoneSnapshot>;
+type ZonesCx<'a> = Context<'a, Id, ZoneSnapshot>;
 
-impl KeyedProcessFunction<Arc<str>, ZoneDelta> for ZoneCount {
+impl KeyedProcessFunction<Id, ZoneDelta> for ZoneCount {
     type Out = ZoneSnapshot;
 
-    fn process(&mut self, key: &Arc<str>, d: ZoneDelta, ctx: &mut ZonesCx<'_>) {
+    fn process(&mut self, key: &Id, d: ZoneDelta, ctx: &mut ZonesCx<'_>) {
         let timer = boundary_after(ctx.timestamp(), self.interval) - 1;
         let slot = ctx
             .value(self.slot)
@@ -604,7 +594,7 @@ impl KeyedProcessFunction<Arc<str>, ZoneDelta> for ZoneCount {
         ctx.register_event_timer(key, timer);
     }
 
-    fn on_timer(&mut self, key: &Arc<str>, timer: Timer, ctx: &mut ZonesCx<'_>) {
+    fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut ZonesCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };

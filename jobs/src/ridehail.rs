@@ -374,8 +374,15 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
         .map_err(|e| annotate("cannot sync", dir, e))
 }
 
+/// The layout of the jobs' keyed state, recorded in [`RUN_MARKER`]: a resume refuses
+/// checkpoints of another layout. 2: driver, trip and zone keys are [`Id`](crate::event::Id)s,
+/// whose key groups differ from those of the bare strings of layout 1 (no `state` in the
+/// marker): restored, their state would sit on workers that no longer see their events.
+const STATE_LAYOUT: u32 = 2;
+
 /// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
-/// same input and write to the same directory, or its output would be partial or duplicated.
+/// same input and write to the same directory, or its output would be partial or duplicated;
+/// and the layout of its state ([`STATE_LAYOUT`]).
 fn run_identity(cfg: &RunConfig) -> serde_json::Value {
     let absolute = |p: &Path| {
         fs::canonicalize(p)
@@ -403,7 +410,12 @@ fn run_identity(cfg: &RunConfig) -> serde_json::Value {
     let mut jobs = cfg.jobs.clone();
     jobs.sort_by_key(|j| Job::ALL.iter().position(|x| x == j));
     jobs.dedup();
-    serde_json::json!({ "out": absolute(&cfg.out), "input": input, "jobs": jobs })
+    serde_json::json!({
+        "out": absolute(&cfg.out),
+        "input": input,
+        "jobs": jobs,
+        "state": STATE_LAYOUT,
+    })
 }
 
 /// Prepares the output and checkpoint directories of a run with checkpoints; returns the
@@ -425,6 +437,7 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
                     ("input", "input"),
                     ("out", "output directory"),
                     ("jobs", "set of jobs"),
+                    ("state", "state layout (an older build)"),
                 ] {
                     if recorded[key] != now[key] {
                         return Err(format!(

@@ -37,14 +37,13 @@
 //! one accumulator per open shift and nothing once it fired: `state_keys` is the number of drivers
 //! with an open shift, 0 after end of input.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::prelude::*;
 use sluice_engine::window::WindowResult;
 
-use crate::event::{Payload, RideEvent};
+use crate::event::{Id, Payload, RideEvent};
 
 /// Settings of the shift job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +134,7 @@ pub fn driver_shifts(events: Stream<RideEvent>, config: &ShiftConfig) -> ShiftOu
     let windows = events
         .filter(|e| e.driver_id().is_some())
         .name("shifts.driver_events")
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
         .name("shifts.by_driver")
         .window(Session::with_gap(config.gap))
         .late_data(&late)
@@ -143,7 +142,7 @@ pub fn driver_shifts(events: Stream<RideEvent>, config: &ShiftConfig) -> ShiftOu
         .name("shifts.window");
     let late = windows.side_output(&late);
     let shifts = windows
-        .map(|r: WindowResult<Arc<str>, ShiftAcc>| r.value.summary(r.key.to_string()))
+        .map(|r: WindowResult<Id, ShiftAcc>| r.value.summary(r.key.to_string()))
         .name("shifts.summaries");
     ShiftOutputs { shifts, late }
 }

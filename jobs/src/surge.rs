@@ -65,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::keys::{fast_set, FastSet};
 use sluice_engine::prelude::*;
 
-use crate::event::{EventType, RideEvent};
+use crate::event::{EventType, Id, RideEvent};
 use crate::timestamp::format_rfc3339_ms;
 
 /// Surge settings.
@@ -175,7 +175,7 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let window_ms = sluice_engine::time::duration_ms(window).max(1);
     let supply = events
         .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Arc::from("")))
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
         .name("surge_key_by_driver")
         .process(move |reg| DriverSupply {
             pending: reg.value("pending"),
@@ -190,7 +190,7 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let window_late = OutputTag::<Signal>::new("late_signals");
     let windows = demand
         .union([supply])
-        .key_by(|s: &Signal| s.event.zone().cloned().unwrap_or_else(|| Arc::from("")))
+        .key_by(|s: &Signal| Id::new(s.event.zone().cloned().unwrap_or_else(|| Arc::from(""))))
         .name("surge_key_by_zone")
         .window(Tumbling::of(cfg.window))
         .late_data(&window_late)
@@ -198,7 +198,7 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
         .name(OPERATOR_WINDOW);
     let late_signals = windows.side_output(&window_late).map(|s| s.event);
     let results = windows
-        .map(|r: WindowResult<Arc<str>, (u64, u64)>| {
+        .map(|r: WindowResult<Id, (u64, u64)>| {
             SurgeResult::new(&r.key, r.window.start, r.window.end, r.value.0, r.value.1)
         })
         .name("surge_results");
@@ -276,12 +276,7 @@ struct DriverSupply {
 
 impl DriverSupply {
     /// Applies `e`'s trip-state change, if it has one and is newer than the last applied one.
-    fn update_trip(
-        &self,
-        driver: &Arc<str>,
-        e: &RideEvent,
-        ctx: &mut Context<'_, Arc<str>, Signal>,
-    ) {
+    fn update_trip(&self, driver: &Id, e: &RideEvent, ctx: &mut Context<'_, Id, Signal>) {
         let on_trip = match e.event_type() {
             EventType::TripStarted => true,
             EventType::TripCompleted
@@ -307,15 +302,10 @@ impl DriverSupply {
     }
 }
 
-impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
+impl KeyedProcessFunction<Id, RideEvent> for DriverSupply {
     type Out = Signal;
 
-    fn process(
-        &mut self,
-        driver: &Arc<str>,
-        e: RideEvent,
-        ctx: &mut Context<'_, Arc<str>, Signal>,
-    ) {
+    fn process(&mut self, driver: &Id, e: RideEvent, ctx: &mut Context<'_, Id, Signal>) {
         if e.timestamp <= ctx.watermark() {
             self.update_trip(driver, &e, ctx);
             ctx.output(&self.late, e);
@@ -338,12 +328,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for DriverSupply {
         }
     }
 
-    fn on_timer(
-        &mut self,
-        driver: &Arc<str>,
-        _timer: Timer,
-        ctx: &mut Context<'_, Arc<str>, Signal>,
-    ) {
+    fn on_timer(&mut self, driver: &Id, _timer: Timer, ctx: &mut Context<'_, Id, Signal>) {
         // Release, in order, every event the watermark has passed: no event at or before it
         // can arrive on time any more. (The watermark has moved past this timer's time, often
         // past several of the driver's events: one timer releases them all.) Then one timer

@@ -64,7 +64,7 @@ use sluice_engine::keys::Key;
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 
-use crate::event::{EventType, Payload, Point, RideEvent};
+use crate::event::{EventType, Id, Payload, Point, RideEvent};
 
 /// Settings of the trip job. Every field has a default ([`TripConfig::default`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -385,7 +385,7 @@ struct TripLifecycle {
     anomalies: OutputTag<TripAnomaly>,
 }
 
-type LifecycleCx<'a> = Context<'a, Arc<str>, DriverItem>;
+type LifecycleCx<'a> = Context<'a, Id, DriverItem>;
 
 impl TripLifecycle {
     /// Applies what happens strictly before `limit`: the timeout, then forgetting the finished
@@ -413,13 +413,7 @@ impl TripLifecycle {
         }
     }
 
-    fn apply(
-        &self,
-        trip_id: &Arc<str>,
-        slot: &mut TripSlot,
-        e: RideEvent,
-        ctx: &mut LifecycleCx<'_>,
-    ) {
+    fn apply(&self, trip_id: &Id, slot: &mut TripSlot, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
         if slot.finished_at.is_some() {
             ctx.output(
                 &self.anomalies,
@@ -452,12 +446,12 @@ impl TripLifecycle {
                 ctx.emit_at(
                     e.timestamp,
                     DriverItem {
-                        driver: Some(driver_id.clone()),
+                        driver: Some(Id::new(driver_id.clone())),
                         ts: e.timestamp,
                         rank: RANK_START,
                         event_id: e.event_id.clone(),
                         kind: DriverKind::Start {
-                            trip_id: trip_id.clone(),
+                            trip_id: trip_id.text().clone(),
                         },
                     },
                 );
@@ -473,10 +467,10 @@ impl TripLifecycle {
     }
 }
 
-impl KeyedProcessFunction<Arc<str>, RideEvent> for TripLifecycle {
+impl KeyedProcessFunction<Id, RideEvent> for TripLifecycle {
     type Out = DriverItem;
 
-    fn process(&mut self, key: &Arc<str>, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
+    fn process(&mut self, key: &Id, e: RideEvent, ctx: &mut LifecycleCx<'_>) {
         if e.timestamp <= ctx.watermark() {
             ctx.output(&self.anomalies, TripAnomaly::of(AnomalyReason::Late, &e));
             return;
@@ -488,7 +482,7 @@ impl KeyedProcessFunction<Arc<str>, RideEvent> for TripLifecycle {
         ctx.value(self.slot).set(key, slot);
     }
 
-    fn on_timer(&mut self, key: &Arc<str>, timer: Timer, ctx: &mut LifecycleCx<'_>) {
+    fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut LifecycleCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
@@ -519,7 +513,7 @@ fn emit_summary(ctx: &mut LifecycleCx<'_>, ts: Timestamp, summary: TripSummary) 
     ctx.emit_at(
         ts,
         DriverItem {
-            driver: summary.driver_id.as_deref().map(Arc::from),
+            driver: summary.driver_id.as_deref().map(Id::from),
             ts,
             rank: RANK_END,
             event_id: Arc::from(""),
@@ -617,7 +611,7 @@ const RANK_END: u8 = 2;
 /// and location updates.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DriverItem {
-    driver: Option<Arc<str>>,
+    driver: Option<Id>,
     ts: Timestamp,
     /// Order at equal timestamps: start, location, end.
     rank: u8,
@@ -703,12 +697,12 @@ struct TripLocations {
     anomalies: OutputTag<TripAnomaly>,
 }
 
-type LocationsCx<'a> = Context<'a, Option<Arc<str>>, TripSummary>;
+type LocationsCx<'a> = Context<'a, Option<Id>, TripSummary>;
 
-impl KeyedProcessFunction<Option<Arc<str>>, DriverItem> for TripLocations {
+impl KeyedProcessFunction<Option<Id>, DriverItem> for TripLocations {
     type Out = TripSummary;
 
-    fn process(&mut self, key: &Option<Arc<str>>, item: DriverItem, ctx: &mut LocationsCx<'_>) {
+    fn process(&mut self, key: &Option<Id>, item: DriverItem, ctx: &mut LocationsCx<'_>) {
         // Starts and summaries come from `trips.lifecycle`, never behind the watermark; only a
         // location update can be late.
         if matches!(item.kind, DriverKind::Location) && item.ts <= ctx.watermark() {
@@ -740,7 +734,7 @@ impl KeyedProcessFunction<Option<Arc<str>>, DriverItem> for TripLocations {
         }
     }
 
-    fn on_timer(&mut self, key: &Option<Arc<str>>, timer: Timer, ctx: &mut LocationsCx<'_>) {
+    fn on_timer(&mut self, key: &Option<Id>, timer: Timer, ctx: &mut LocationsCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };

@@ -315,6 +315,21 @@ fn resume_needs_checkpoints_and_the_same_run() {
             .arg(dir.join("chk")),
         "another set of jobs",
     );
+    // Checkpoints of a build whose state had another layout (keys hashed otherwise).
+    let marker = dir.join("chk").join("ridehail-run.json");
+    let current = std::fs::read(&marker).unwrap();
+    let mut older: serde_json::Value = serde_json::from_slice(&current).unwrap();
+    older.as_object_mut().unwrap().remove("state");
+    std::fs::write(&marker, older.to_string()).unwrap();
+    refused(
+        ridehail()
+            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
+            .arg(dir.join("a"))
+            .arg("--checkpoint-dir")
+            .arg(dir.join("chk")),
+        "another state layout",
+    );
+    std::fs::write(&marker, current).unwrap();
 
     // Resuming the finished run changes nothing and says where it resumed from.
     let (before, _) = committed(&dir.join("a"));
