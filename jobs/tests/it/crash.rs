@@ -1,8 +1,11 @@
-//! The crash test applied to the `ridehail` binary: `ridehail run` with a checkpoint every
-//! 100 ms is SIGKILLed at random moments (at least [`KILLS`] times) and started again with
-//! `--resume` each time, until a run finishes; then every output directory's committed lines
-//! must equal those of a failure-free run exactly: no loss, no duplicate, and no hidden
-//! (uncommitted) file may be left.
+//! The crash test applied to the `ridehail` binary: `ridehail run` with frequent checkpoints
+//! is SIGKILLed at random moments (at least [`KILLS`] times) and started again with `--resume`
+//! each time, until a run finishes; then every output directory's committed lines must equal
+//! those of a failure-free run exactly: no loss, no duplicate, and no hidden (uncommitted) file
+//! may be left. The kill moments and the checkpoint interval are scaled to how long the
+//! failure-free run took (a tenth of it between checkpoints, kills anywhere up to a little
+//! past its end), so the test kills mid-run and resumes from checkpoints on a slow machine, a
+//! fast one, or a release build alike.
 //!
 //! Should a run finish before the test has killed enough, the test checks that output and starts
 //! over (fresh output and checkpoint directories), so kills land everywhere, the final
@@ -154,7 +157,10 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
         c
     };
     let reference = dir.join("reference");
+    let timer = Instant::now();
     check(&run(&reference).output().unwrap(), "the reference run");
+    let span = timer.elapsed().as_millis().max(20) as u64;
+    let checkpoint_every = format!("{}ms", (span / 10).max(2));
     let (expected, hidden) = committed(&reference);
     assert!(hidden.is_empty(), "{hidden:?}");
     for (name, lines) in &expected {
@@ -196,7 +202,7 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
             let mut child = run(&out)
                 .arg("--checkpoint-dir")
                 .arg(&checkpoints)
-                .args(["--checkpoint-every", "100ms", "--resume"])
+                .args(["--checkpoint-every", &checkpoint_every, "--resume"])
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -210,7 +216,7 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
                 x ^= x << 17;
                 // Kills land anywhere: in start-up and restore, processing, checkpoints,
                 // commits, the final checkpoint.
-                let after = Duration::from_millis(50 + x % 1000);
+                let after = Duration::from_millis(span / 20 + x % (span + span / 10));
                 let t = Instant::now();
                 while t.elapsed() < after && child.try_wait().unwrap().is_none() {
                     std::thread::sleep(Duration::from_millis(2));
@@ -251,7 +257,8 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
     let lines = std::fs::read_to_string(&input).unwrap().lines().count();
     eprintln!(
         "ridehail crash test: {runs} runs, {kills} kills (per cycle: {cycles:?}), {restored} resumed \
-         from a checkpoint, the last run read {} of {lines} lines; {:.1} s",
+         from a checkpoint, the last run read {} of {lines} lines (failure-free: {span} ms, \
+         checkpoints every {checkpoint_every}); {:.1} s",
         summary["events_in"],
         started.elapsed().as_secs_f64()
     );
