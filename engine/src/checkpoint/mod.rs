@@ -7,7 +7,7 @@
 //! `Barrier(n)` is held back until every live input has. Then each operator snapshots its state
 //! (keyed state by key group, timers, window contents, watermark) and forwards the barrier;
 //! sinks pre-commit what they wrote before it. When every operator instance has reported, the
-//! coordinator writes the checkpoint ([`store`]) and only then tells the sinks to commit.
+//! coordinator writes the checkpoint (module `store`) and only then tells the sinks to commit.
 //!
 //! An operator instance that has finished (its input ended) reports its final state once; that
 //! report stands in for it in every later checkpoint, so checkpoints go on while parts of a

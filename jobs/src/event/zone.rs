@@ -125,7 +125,8 @@ fn slot(p: Point) -> usize {
 ///
 /// Zone names are interned per thread: a city has a few hundred cells at resolution 7, so
 /// events share one `Arc<str>` per cell instead of formatting and allocating a string each.
-/// Most calls derive no cell at all (see the [module docs](self)).
+/// Most calls derive no cell at all: each thread remembers, per square of a coarse grid, a disc
+/// certainly inside the last cell derived there (exact: the answer is always `to_cell`'s).
 pub fn h3_zone(p: Point, resolution: u8) -> Arc<str> {
     let resolution = resolution.min(15);
     let at = slot(p);
