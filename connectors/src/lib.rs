@@ -33,7 +33,8 @@ pub use json_sink::JsonLinesSink;
 pub use json_source::JsonLinesSource;
 pub use lines::{BadLine, BadLineReason, LinesSource, DEFAULT_MAX_LINE_BYTES, STDIN_NAME};
 pub use partitioned_sink::{
-    hour_partition, LineEncoder, PartitionedJsonLinesSink, SerdeJson, NO_TIMESTAMP_DIR,
+    civil_from_days, hour_partition, LineEncoder, PartitionedJsonLinesSink, SerdeJson,
+    NO_TIMESTAMP_DIR,
 };
 pub use print::PrintSink;
 pub use vec_source::VecSource;

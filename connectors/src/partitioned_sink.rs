@@ -120,8 +120,10 @@ pub fn hour_partition(hour_start: Timestamp) -> String {
     format!("year={y:04}/month={m:02}/day={d:02}/hour={h:02}")
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// The proleptic Gregorian date `(year, month, day)` of a day count since 1970-01-01 (Howard
+/// Hinnant's algorithm; any `i64` day count within about ±2.5e16 years).
+#[inline]
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
