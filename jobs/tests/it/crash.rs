@@ -297,29 +297,25 @@ fn resume_needs_checkpoints_and_the_same_run() {
         "standard input",
     );
 
-    // A finished run with checkpoints, then a resume of it into another directory.
-    let first = ridehail()
-        .args(["run", "--duration", "2m", "--quiet", "--out"])
-        .arg(dir.join("a"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("chk"))
-        .output()
-        .unwrap();
-    check(&first, "a run with checkpoints");
-    refused(
-        ridehail()
-            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
-            .arg(dir.join("b"))
+    // A finished run with checkpoints, then resumes of it: into another directory, with other
+    // jobs, from checkpoints of an older state layout; and as it was.
+    let run = |out: &str, resume: bool, extra: &[&str]| {
+        let mut c = ridehail();
+        c.args(["run", "--duration", "2m", "--quiet", "--out"])
+            .arg(dir.join(out))
+            .args(resume.then_some("--resume"))
+            .args(extra)
             .arg("--checkpoint-dir")
-            .arg(dir.join("chk")),
-        "another output directory",
+            .arg(dir.join("chk"));
+        c
+    };
+    check(
+        &run("a", false, &[]).output().unwrap(),
+        "a run with checkpoints",
     );
+    refused(&mut run("b", true, &[]), "another output directory");
     refused(
-        ridehail()
-            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
-            .arg(dir.join("a"))
-            .args(["--jobs", "surge", "--checkpoint-dir"])
-            .arg(dir.join("chk")),
+        &mut run("a", true, &["--jobs", "surge"]),
         "another set of jobs",
     );
     // Checkpoints of a build whose state had another layout (keys hashed otherwise).
@@ -328,25 +324,12 @@ fn resume_needs_checkpoints_and_the_same_run() {
     let mut older: serde_json::Value = serde_json::from_slice(&current).unwrap();
     older.as_object_mut().unwrap().remove("state");
     std::fs::write(&marker, older.to_string()).unwrap();
-    refused(
-        ridehail()
-            .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
-            .arg(dir.join("a"))
-            .arg("--checkpoint-dir")
-            .arg(dir.join("chk")),
-        "another state layout",
-    );
+    refused(&mut run("a", true, &[]), "another state layout");
     std::fs::write(&marker, current).unwrap();
 
     // Resuming the finished run changes nothing and says where it resumed from.
     let (before, _) = committed(&dir.join("a"));
-    let r = ridehail()
-        .args(["run", "--duration", "2m", "--quiet", "--resume", "--out"])
-        .arg(dir.join("a"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("chk"))
-        .output()
-        .unwrap();
+    let r = run("a", true, &[]).output().unwrap();
     check(&r, "resuming a finished run");
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("resuming from checkpoint"), "{err}");
