@@ -302,6 +302,17 @@ struct Slot<V> {
     expires: Timestamp,
 }
 
+/// `key`'s hash in `map`, and its entry: a vacant entry inserts with that hash
+/// (`insert_hashed_nocheck`), where `RawVacantEntryMut::insert` would hash the key again.
+#[inline]
+fn entry<'m, K: Key, W>(
+    map: &'m mut FastMap<K, W>,
+    key: &K,
+) -> (u64, RawEntryMut<'m, K, W, FixedState>) {
+    let hash = map.hasher().hash_one(key);
+    (hash, map.raw_entry_mut().from_key_hashed_nocheck(hash, key))
+}
+
 impl<K: Key, V> ValueTable<K, V> {
     /// The expiry of a value written now; lowers the table's earliest expiry to it.
     #[inline]
@@ -315,16 +326,6 @@ impl<K: Key, V> ValueTable<K, V> {
         };
         self.earliest = self.earliest.min(expires);
         expires
-    }
-
-    /// `key`'s hash in `map`, and its entry.
-    #[inline]
-    fn entry<'m>(
-        map: &'m mut FastMap<K, Slot<V>>,
-        key: &K,
-    ) -> (u64, RawEntryMut<'m, K, Slot<V>, FixedState>) {
-        let hash = map.hasher().hash_one(key);
-        (hash, map.raw_entry_mut().from_key_hashed_nocheck(hash, key))
     }
 
     /// The value for `key`, if set (and not expired).
@@ -362,14 +363,14 @@ impl<K: Key, V> ValueTable<K, V> {
         let wm = self.watermark;
         // One hash and one probe, whether the key is new or not.
         match &mut self.values {
-            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), value)),
-                RawEntryMut::Vacant(v) => {
-                    v.insert(key.clone(), value);
+            Values::Plain(map) => match entry(map, key) {
+                (_, RawEntryMut::Occupied(mut o)) => Some(std::mem::replace(o.get_mut(), value)),
+                (hash, RawEntryMut::Vacant(v)) => {
+                    v.insert_hashed_nocheck(hash, key.clone(), value);
                     None
                 }
             },
-            Values::Expiring(map) => match Self::entry(map, key) {
+            Values::Expiring(map) => match entry(map, key) {
                 (_, RawEntryMut::Occupied(mut o)) => {
                     let slot = o.get_mut();
                     let old = std::mem::replace(&mut slot.value, value);
@@ -393,14 +394,14 @@ impl<K: Key, V> ValueTable<K, V> {
         let expires = self.expiry_for_write();
         let wm = self.watermark;
         match &mut self.values {
-            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(_) => false,
-                RawEntryMut::Vacant(v) => {
-                    v.insert(key.clone(), value);
+            Values::Plain(map) => match entry(map, key) {
+                (_, RawEntryMut::Occupied(_)) => false,
+                (hash, RawEntryMut::Vacant(v)) => {
+                    v.insert_hashed_nocheck(hash, key.clone(), value);
                     true
                 }
             },
-            Values::Expiring(map) => match Self::entry(map, key) {
+            Values::Expiring(map) => match entry(map, key) {
                 (_, RawEntryMut::Occupied(mut o)) => {
                     let slot = o.get_mut();
                     if slot.expires > wm {
@@ -424,11 +425,13 @@ impl<K: Key, V> ValueTable<K, V> {
         let expires = self.expiry_for_write();
         let wm = self.watermark;
         match &mut self.values {
-            Values::Plain(map) => match map.raw_entry_mut().from_key(key) {
-                RawEntryMut::Occupied(o) => o.into_mut(),
-                RawEntryMut::Vacant(v) => v.insert(key.clone(), make()).1,
+            Values::Plain(map) => match entry(map, key) {
+                (_, RawEntryMut::Occupied(o)) => o.into_mut(),
+                (hash, RawEntryMut::Vacant(v)) => {
+                    v.insert_hashed_nocheck(hash, key.clone(), make()).1
+                }
             },
-            Values::Expiring(map) => match Self::entry(map, key) {
+            Values::Expiring(map) => match entry(map, key) {
                 (_, RawEntryMut::Occupied(o)) => {
                     let slot = o.into_mut();
                     if slot.expires <= wm {
@@ -498,12 +501,12 @@ impl<K: Key, UK: Key, UV> MapTable<K, UK, UV> {
     /// Inserts into `key`'s map; returns the previous value.
     #[inline]
     pub fn insert(&mut self, key: &K, user_key: UK, value: UV) -> Option<UV> {
-        match self.map.get_mut(key) {
-            Some(m) => m.insert(user_key, value),
-            None => {
+        match entry(&mut self.map, key) {
+            (_, RawEntryMut::Occupied(o)) => o.into_mut().insert(user_key, value),
+            (hash, RawEntryMut::Vacant(v)) => {
                 let mut m = fast_map();
                 m.insert(user_key, value);
-                self.map.insert(key.clone(), m);
+                v.insert_hashed_nocheck(hash, key.clone(), m);
                 None
             }
         }
@@ -556,10 +559,10 @@ impl<K: Key, V> ListTable<K, V> {
     /// Appends to `key`'s list.
     #[inline]
     pub fn push(&mut self, key: &K, value: V) {
-        match self.map.get_mut(key) {
-            Some(l) => l.push(value),
-            None => {
-                self.map.insert(key.clone(), vec![value]);
+        match entry(&mut self.map, key) {
+            (_, RawEntryMut::Occupied(o)) => o.into_mut().push(value),
+            (hash, RawEntryMut::Vacant(v)) => {
+                v.insert_hashed_nocheck(hash, key.clone(), vec![value]);
             }
         }
     }

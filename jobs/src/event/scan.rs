@@ -225,8 +225,7 @@ impl<'a> Scanner<'a> {
         let mut frac_len = 0;
         if self.peek() == Some(b'.') {
             self.i += 1;
-            self.digit()?;
-            self.i -= 1;
+            self.peek().filter(u8::is_ascii_digit)?;
             self.digits_into(&mut m);
             frac_len = self.i - int_end - 1;
         }
