@@ -113,7 +113,7 @@ impl<T: DeserializeOwned + 'static> Decode for Json<T> {
     type Out = T;
 
     #[inline]
-    fn decode(line: &str) -> Result<T, BadLineReason> {
+    fn decode(line: &str, _offset: u64, _input: u32) -> Result<T, BadLineReason> {
         serde_json::from_str(line).map_err(|e| BadLineReason::InvalidJson(e.to_string()))
     }
 }
@@ -133,15 +133,16 @@ mod tests {
     #[test]
     fn decodes_values_and_explains_failures() {
         assert_eq!(
-            Json::<Point>::decode(r#" {"x": 1, "y": 2, "extra": true} "#),
+            Json::<Point>::decode(r#" {"x": 1, "y": 2, "extra": true} "#, 0, 0),
             Ok(Point { x: 1, y: 2 })
         );
-        let Err(BadLineReason::InvalidJson(msg)) = Json::<Point>::decode(r#"{"x": 1}"#) else {
+        let Err(BadLineReason::InvalidJson(msg)) = Json::<Point>::decode(r#"{"x": 1}"#, 0, 0)
+        else {
             panic!("a missing field is invalid");
         };
         assert!(msg.contains("missing field `y`"), "{msg}");
         assert!(matches!(
-            Json::<Point>::decode("{\"x\": 1, \"y\": 2} trailing"),
+            Json::<Point>::decode("{\"x\": 1, \"y\": 2} trailing", 0, 0),
             Err(BadLineReason::InvalidJson(_))
         ));
     }

@@ -86,8 +86,32 @@ impl fmt::Display for BadLine {
 
 impl std::error::Error for BadLine {}
 
-/// A source of raw text lines: `Ok(line)` (without its terminator) or `Err(`[`BadLine`]`)`,
-/// for callers that validate lines themselves.
+/// A good line of a [`LinesSource`]: its text, and where it was read, so that whoever finds it
+/// invalid later (a validation step's dead letters) can say where it came from.
+///
+/// It dereferences to its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Line {
+    /// The line without its terminator (and without a UTF-8 byte order mark at the start of
+    /// an input).
+    pub text: String,
+    /// Byte offset of the line's first byte in its input.
+    pub offset: u64,
+    /// Which input the line was read from: its index in [`LinesSource::files`]' list (0 for
+    /// standard input).
+    pub input: u32,
+}
+
+impl std::ops::Deref for Line {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A source of raw text lines: `Ok(`[`Line`]`)` (its text without the terminator, and where it
+/// was) or `Err(`[`BadLine`]`)`, for callers that validate lines themselves.
 ///
 /// It reads one or more files (one split per file) or standard input (one split), and emits
 /// one record per input line. Bad input never fails the job and never vanishes: every line
@@ -102,8 +126,11 @@ impl std::error::Error for BadLine {}
 /// - or, for [`JsonLinesSource`](crate::JsonLinesSource), not a valid value of the target type
 ///   ([`BadLineReason::InvalidJson`]).
 ///
+/// A UTF-8 byte order mark at the very start of an input (as some Windows tools write) is not
+/// part of the first line.
+///
 /// Records carry no timestamp. Lines are read into a reused buffer; the only allocation per good
-/// line is the `String` it becomes.
+/// line is the `String` of its text.
 ///
 /// # Checkpointing
 ///
@@ -133,6 +160,7 @@ impl std::error::Error for BadLine {}
 /// env.execute()?;
 /// let lines = out.values();
 /// assert_eq!(lines.iter().filter(|l| l.is_ok()).count(), 2);
+/// assert_eq!(lines[2].as_ref().map(|l| (l.text.as_str(), l.offset)), Ok(("two", 5)));
 /// assert_eq!(lines.iter().filter(|l| l.is_err()).count(), 1); // the empty line
 /// # std::fs::remove_file(&path)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -166,7 +194,7 @@ impl LinesSource {
     }
 }
 
-impl Source<Result<String, BadLine>> for LinesSource {
+impl Source<Result<Line, BadLine>> for LinesSource {
     fn splits(&self, parallelism: usize) -> Result<Vec<Split>, BoxError> {
         self.inner.splits(parallelism)
     }
@@ -175,7 +203,7 @@ impl Source<Result<String, BadLine>> for LinesSource {
         &self,
         split: &Split,
         position: Option<u64>,
-    ) -> Result<Box<dyn SplitReader<Result<String, BadLine>>>, BoxError> {
+    ) -> Result<Box<dyn SplitReader<Result<Line, BadLine>>>, BoxError> {
         self.inner.open(split, position)
     }
 }
@@ -184,8 +212,8 @@ impl Source<Result<String, BadLine>> for LinesSource {
 pub(crate) trait Decode: 'static {
     /// The value of a good line.
     type Out;
-    /// Decodes `line`, or says why it is bad.
-    fn decode(line: &str) -> Result<Self::Out, BadLineReason>;
+    /// Decodes `line`, found at byte `offset` of input number `input`, or says why it is bad.
+    fn decode(line: &str, offset: u64, input: u32) -> Result<Self::Out, BadLineReason>;
 }
 
 /// The line itself.
@@ -193,11 +221,15 @@ pub(crate) trait Decode: 'static {
 pub(crate) struct Raw;
 
 impl Decode for Raw {
-    type Out = String;
+    type Out = Line;
 
     #[inline]
-    fn decode(line: &str) -> Result<String, BadLineReason> {
-        Ok(line.to_owned())
+    fn decode(line: &str, offset: u64, input: u32) -> Result<Line, BadLineReason> {
+        Ok(Line {
+            text: line.to_owned(),
+            offset,
+            input,
+        })
     }
 }
 
@@ -293,6 +325,7 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                 Ok(Box::new(LineReader::<D, _>::new(
                     feed,
                     STDIN_NAME,
+                    0,
                     self.max_line_bytes,
                 )))
             }
@@ -308,9 +341,12 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                     line: Vec::new(),
                     name: name.clone(),
                 };
+                let input = u32::try_from(split.index)
+                    .map_err(|_| format!("split `{}`: too many input files", split.id))?;
                 Ok(Box::new(LineReader::<D, _>::new(
                     feed,
                     &name,
+                    input,
                     self.max_line_bytes,
                 )))
             }
@@ -397,15 +433,18 @@ impl LineFeed for FileFeed {
 struct LineReader<D, F> {
     feed: F,
     name: String,
+    /// The split's index: [`Line::input`].
+    input: u32,
     limit: usize,
     _decode: PhantomData<fn() -> D>,
 }
 
 impl<D: Decode, F: LineFeed> LineReader<D, F> {
-    fn new(feed: F, name: &str, limit: usize) -> Self {
+    fn new(feed: F, name: &str, input: u32, limit: usize) -> Self {
         Self {
             feed,
             name: name.to_owned(),
+            input,
             limit,
             _decode: PhantomData,
         }
@@ -421,7 +460,9 @@ impl<D: Decode, F: LineFeed> LineReader<D, F> {
         for _ in 0..budget {
             match self.feed.next()? {
                 Next::Line(framed, bytes) => {
-                    emit(classify::<D>(&framed, bytes, &self.name, self.limit));
+                    emit(classify::<D>(
+                        &framed, bytes, &self.name, self.input, self.limit,
+                    ));
                 }
                 Next::Pending => return Ok(SourceStatus::Pending),
                 Next::End => return Ok(SourceStatus::Finished),
@@ -431,14 +472,18 @@ impl<D: Decode, F: LineFeed> LineReader<D, F> {
     }
 }
 
-/// The record for one line.
+/// The record for one line (read from input number `input`, named `name`).
 #[inline]
 fn classify<D: Decode>(
     framed: &Framed,
-    bytes: &[u8],
+    mut bytes: &[u8],
     name: &str,
+    input: u32,
     limit: usize,
 ) -> Result<D::Out, BadLine> {
+    if framed.offset == 0 {
+        bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    }
     let bad = |reason| BadLine {
         line: String::from_utf8_lossy(bytes).into_owned(),
         offset: framed.offset,
@@ -457,8 +502,11 @@ fn classify<D: Decode>(
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Err(bad(BadLineReason::NotUtf8));
     };
-    D::decode(text).map_err(bad)
+    D::decode(text, framed.offset, input).map_err(bad)
 }
+
+/// The UTF-8 byte order mark, which some tools write at the start of a text file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<D: Decode, F: LineFeed> SplitReader<Result<D::Out, BadLine>> for LineReader<D, F> {
     fn poll(
@@ -498,10 +546,18 @@ mod tests {
             line: Vec::new(),
             name: name.clone(),
         };
-        Ok(Box::new(LineReader::new(feed, &name, max)))
+        Ok(Box::new(LineReader::new(feed, &name, 0, max)))
     }
 
-    fn drain(r: &mut LineReader<Raw, FileFeed>) -> Vec<Result<String, BadLine>> {
+    fn good(text: &str, offset: u64) -> Result<Line, BadLine> {
+        Ok(Line {
+            text: text.into(),
+            offset,
+            input: 0,
+        })
+    }
+
+    fn drain(r: &mut LineReader<Raw, FileFeed>) -> Vec<Result<Line, BadLine>> {
         let mut out = Vec::new();
         while r.fill(2, |v| out.push(v)).unwrap() != SourceStatus::Finished {}
         out
@@ -514,7 +570,7 @@ mod tests {
         let records = drain(&mut reader(&path, None, 100).unwrap());
         let name = path.display().to_string();
         assert_eq!(records.len(), 5);
-        assert_eq!(records[0], Ok("a".into()));
+        assert_eq!(records[0], good("a", 0));
         assert_eq!(
             records[1],
             Err(BadLine {
@@ -527,8 +583,8 @@ mod tests {
         let bad = records[2].as_ref().unwrap_err();
         assert_eq!((bad.offset, &bad.reason), (5, &BadLineReason::NotUtf8));
         assert_eq!(bad.line, "\u{FFFD}\u{FFFD}");
-        assert_eq!(records[3], Ok("b".into()));
-        assert_eq!(records[4], Ok("last".into()));
+        assert_eq!(records[3], good("b", 8));
+        assert_eq!(records[4], good("last", 11));
     }
 
     #[test]
@@ -554,7 +610,7 @@ mod tests {
                 path.display()
             )
         );
-        assert_eq!(records[1], Ok("ok".into()));
+        assert_eq!(records[1], good("ok", 3001));
     }
 
     #[test]
@@ -566,9 +622,27 @@ mod tests {
         assert_eq!(r.fill(1, |v| out.push(v)).unwrap(), SourceStatus::More);
         assert_eq!(r.position(), 4);
         let rest = drain(&mut reader(&path, Some(r.position()), 100).unwrap());
-        assert_eq!(rest, [Ok("two".to_string()), Ok("three".to_string())]);
+        assert_eq!(rest, [good("two", 4), good("three", 8)]);
         // The end of the file is a valid position, with nothing left to read.
         assert!(drain(&mut reader(&path, Some(14), 100).unwrap()).is_empty());
+    }
+
+    /// A byte order mark starts the first line of an input, not any other: the first line is
+    /// good (and a line of only a mark is empty); offsets still count the mark's bytes.
+    #[test]
+    fn a_byte_order_mark_at_the_start_of_an_input_is_not_part_of_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bom.txt", b"\xEF\xBB\xBFone\n\xEF\xBB\xBFtwo\n");
+        let records = drain(&mut reader(&path, None, 100).unwrap());
+        assert_eq!(records[0], good("one", 0));
+        assert_eq!(records[1], good("\u{FEFF}two", 7));
+        let path = write(dir.path(), "only.txt", b"\xEF\xBB\xBF\nx");
+        let records = drain(&mut reader(&path, None, 100).unwrap());
+        assert_eq!(
+            records[0].as_ref().unwrap_err().reason,
+            BadLineReason::Empty
+        );
+        assert_eq!(records[1], good("x", 4));
     }
 
     #[test]

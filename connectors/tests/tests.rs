@@ -288,9 +288,22 @@ fn too_long_line_is_reported_and_the_rest_is_read() {
 fn raw_lines_keep_text_and_report_non_utf8() {
     let dir = tempdir();
     let path = write(dir.path(), "raw.txt", b"alpha\r\nbad \xff byte\n  beta  \n");
+    let second = write(dir.path(), "second.txt", b"\n\ngamma");
     for p in PARALLELISMS {
-        let (good, bad) = split_results(run(p, LinesSource::files([&path])).unwrap());
-        assert_eq!(good, ["  beta  ", "alpha"]);
+        let (good, bad) = split_results(run(p, LinesSource::files([&path, &second])).unwrap());
+        let good: Vec<_> = good
+            .iter()
+            .map(|l| (l.text.as_str(), l.offset, l.input))
+            .collect();
+        // Where each good line was: its offset and the index of its file.
+        assert_eq!(
+            good,
+            [("  beta  ", 18, 0), ("alpha", 0, 0), ("gamma", 2, 1)]
+        );
+        let bad: Vec<_> = bad
+            .into_iter()
+            .filter(|b| b.source == path.display().to_string())
+            .collect();
         assert_eq!(bad.len(), 1);
         assert_eq!(
             (bad[0].offset, bad[0].line.as_str()),

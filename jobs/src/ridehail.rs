@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{BadLine, JsonLinesSink, LinesSource};
+use sluice_connectors::{BadLine, JsonLinesSink, Line, LinesSource};
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, Clock, JobHandle, RestoreFrom, SystemClock};
 
@@ -479,18 +479,18 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
 /// where a line is parsed does not depend on timing, and each worker sees its share in input
 /// order (its watermarks follow the input's time, as the reading worker's would).
 fn spread(
-    lines: Stream<Result<String, BadLine>>,
+    lines: Stream<Result<Line, BadLine>>,
     splits: usize,
     parallelism: usize,
-) -> Stream<Result<String, BadLine>> {
+) -> Stream<Result<Line, BadLine>> {
     if splits >= parallelism {
         return lines;
     }
     let hasher = sluice_engine::keys::FixedState::default();
     lines
-        .key_by(move |l: &Result<String, BadLine>| {
+        .key_by(move |l: &Result<Line, BadLine>| {
             let bytes = match l {
-                Ok(line) => line.as_bytes(),
+                Ok(line) => line.text.as_bytes(),
                 Err(bad) => bad.line.as_bytes(),
             };
             hasher.hash_one(bytes)
@@ -545,6 +545,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             validation: cfg.validation,
             max_line_bytes: cfg.max_line_bytes,
             source: "input".into(),
+            inputs: Vec::new(),
             clock: cfg.clock.clone(),
         },
         event_time: cfg.event_time,
@@ -565,6 +566,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             ingest_generator(&env, CityGenerator::new(g)?, &ingest)
         }
         Input::Files(paths) => {
+            ingest.validate.inputs = paths.iter().map(|p| p.display().to_string()).collect();
             let lines =
                 env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
             ingest_lines(spread(lines, paths.len(), cfg.parallelism), &ingest)

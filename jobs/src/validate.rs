@@ -3,7 +3,7 @@
 //!
 //! The rules are those of `shared/reference/events.md`, implemented by
 //! [`parse_event`]; this module puts them in a pipeline. Input is either the
-//! raw lines of [`LinesSource`](sluice_connectors::LinesSource) (`Result<String, BadLine>`:
+//! raw lines of [`LinesSource`](sluice_connectors::LinesSource) (`Result<Line, BadLine>`:
 //! lines that were not even text arrive as [`BadLine`]s), plain `String`s, or the
 //! [generator](crate::generator)'s [`GeneratedLine`]s (valid events as data, checked by
 //! [`accept_event`] with the result their text would give); all implement [`RawLine`].
@@ -55,7 +55,7 @@
 
 use std::sync::Arc;
 
-use sluice_connectors::{BadLine, BadLineReason, DEFAULT_MAX_LINE_BYTES};
+use sluice_connectors::{BadLine, BadLineReason, Line, DEFAULT_MAX_LINE_BYTES};
 use sluice_engine::prelude::*;
 use sluice_engine::{Clock, SystemClock};
 
@@ -76,9 +76,13 @@ pub struct ValidateConfig {
     /// [`DEFAULT_MAX_LINE_BYTES`] (64 KiB).
     pub max_line_bytes: usize,
     /// [`DeadLetter::source`] of lines that do not say where they came from (every `String`,
-    /// and the good-text lines of a `LinesSource`, which carry no origin). Default `"input"`;
-    /// the binary sets the file name or `generator`.
+    /// and [`Line`]s whose input has no name in [`inputs`](Self::inputs)). Default `"input"`;
+    /// the binary sets `-` (standard input) or `generator`.
     pub source: String,
+    /// The names of a [`LinesSource`](sluice_connectors::LinesSource)'s inputs (its file
+    /// paths, in order), by [`Line::input`]: the dead letter of a [`Line`] names its file and
+    /// the line's byte offset there. Default empty.
+    pub inputs: Vec<String>,
     /// The clock of the future-skew rule. Default the wall clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -89,6 +93,7 @@ impl Default for ValidateConfig {
             validation: Validation::default(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             source: "input".to_string(),
+            inputs: Vec::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -100,6 +105,7 @@ impl std::fmt::Debug for ValidateConfig {
             .field("validation", &self.validation)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("source", &self.source)
+            .field("inputs", &self.inputs)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +146,29 @@ impl RawLine for GeneratedLine {
 impl RawLine for String {
     fn into_raw(self) -> Result<String, BadLine> {
         Ok(self)
+    }
+}
+
+/// A [`LinesSource`](sluice_connectors::LinesSource)'s lines: a dead letter says where its
+/// line was (the file by [`ValidateConfig::inputs`], and the byte offset).
+impl RawLine for Result<Line, BadLine> {
+    fn into_raw(self) -> Result<String, BadLine> {
+        self.map(|line| line.text)
+    }
+
+    fn validate(self, now_ms: i64, cfg: &ValidateConfig) -> Result<RideEvent, DeadLetter> {
+        let line = match self {
+            Ok(line) => line,
+            Err(bad) => return validate_line(Err(bad), now_ms, cfg),
+        };
+        let (offset, input) = (line.offset, line.input);
+        validate_line(Ok(line.text), now_ms, cfg).map_err(|mut dead| {
+            dead.offset = Some(offset);
+            if let Some(name) = usize::try_from(input).ok().and_then(|i| cfg.inputs.get(i)) {
+                dead.source.clone_from(name);
+            }
+            dead
+        })
     }
 }
 

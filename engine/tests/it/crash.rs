@@ -31,7 +31,7 @@ type Line = (u32, i64, i64, i64);
 fn build(env: &StreamEnv, input: &Path, out: &Path, slow: bool) {
     let seen = Arc::new(AtomicU64::new(0));
     env.source(LinesSource::files([input]))
-        .flat_map(|line: Result<String, sluice_connectors::BadLine>| line.ok())
+        .flat_map(|line: Result<sluice_connectors::Line, sluice_connectors::BadLine>| line.ok())
         .map(|line| {
             let mut it = line
                 .split(',')

@@ -236,7 +236,11 @@ fn run(args: RunArgs) -> Result<()> {
         Input::Stdin
     } else {
         for p in &args.input {
-            std::fs::File::open(p).with_context(|| format!("cannot read input {}", p.display()))?;
+            let file = std::fs::File::open(p)
+                .with_context(|| format!("cannot read input {}", p.display()))?;
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                bail!("cannot read input {}: it is a directory", p.display());
+            }
         }
         Input::Files(args.input.clone())
     };

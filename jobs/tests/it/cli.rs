@@ -179,6 +179,30 @@ fn generate_piped_into_run_counts_every_line_once() {
         u(&s, "dead_letters")
     );
     assert_eq!(count_lines(&out.join("duplicates")), u(&s, "duplicates"));
+    // Each dead letter points at its line: standard input, at the byte offset of the line.
+    for d in read_lines(&out.join("dead-letters")) {
+        let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(d["source"], "-", "{d}");
+        let at = &generated.stdout[d["offset"].as_u64().expect("an offset") as usize..];
+        let line = d["line"].as_str().unwrap();
+        let text = String::from_utf8_lossy(&at[..at.len().min(line.len())]);
+        assert!(text.starts_with(line), "{d}");
+    }
+}
+
+/// Every line of the files under `dir`.
+fn read_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        lines.extend(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
+    lines
 }
 
 #[test]
@@ -196,6 +220,14 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
             .args(["--out"])
             .arg(dir.join("out")),
         "missing.jsonl",
+    );
+    refused(
+        ridehail()
+            .args(["run", "--input"])
+            .arg(&*dir)
+            .args(["--out"])
+            .arg(dir.join("out")),
+        "is a directory",
     );
     // An output "directory" that is a file.
     let file = dir.join("not-a-dir");

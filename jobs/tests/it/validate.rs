@@ -23,7 +23,7 @@ const INPUT: &str = "tests/data/validate.jsonl";
 fn config() -> ValidateConfig {
     ValidateConfig {
         clock: clock_at(NOW),
-        source: INPUT.to_string(),
+        inputs: vec![INPUT.to_string()],
         ..ValidateConfig::default()
     }
 }
@@ -52,6 +52,14 @@ fn golden_validate_covers_every_rule() {
         Reason::ALL.into_iter().collect(),
         "every reason appears in the golden input"
     );
+    // Every dead letter says where its line is: the file, and the offset its bytes start at.
+    let file = std::fs::read(INPUT).unwrap();
+    for d in &dead {
+        assert_eq!(d.source, INPUT);
+        let at = &file[d.offset.expect("a file's dead letters have offsets") as usize..];
+        let text = String::from_utf8_lossy(&at[..at.len().min(d.line.len())]);
+        assert!(text.starts_with(&d.line), "{d:?}");
+    }
     let m = op(&metrics, validate::OPERATOR);
     assert_eq!(m.records_in, 26, "the file has 26 lines");
     assert_eq!(m.records_out, 8);
