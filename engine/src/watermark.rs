@@ -183,6 +183,13 @@ impl WatermarkGen {
         self.idle = false;
     }
 
+    /// The split is being held back (by watermark alignment) at processing time `now`: it is
+    /// not idle, whatever its last event's time.
+    #[inline]
+    pub(crate) fn hold(&mut self, now: Timestamp) {
+        self.last_active = now;
+    }
+
     /// The largest timestamp observed.
     pub(crate) fn max_timestamp(&self) -> Timestamp {
         self.max_ts
@@ -228,6 +235,15 @@ mod tests {
         g.observe(1_000, 0);
         g.observe(900, 0);
         assert_eq!(g.watermark(), 899);
+    }
+
+    #[test]
+    fn a_held_split_is_not_idle() {
+        let s = Watermarks::monotonous().idle_after(Duration::from_millis(50));
+        let mut g = WatermarkGen::new(&s, 0);
+        g.hold(40);
+        assert!(!g.check_idle(60), "held at 40: waiting, not idle");
+        assert!(g.check_idle(90));
     }
 
     #[test]

@@ -95,6 +95,22 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
             });
         }
         let live = slots.len();
+        let align = strategy_drift.map(|d| Alignment {
+            max_drift: d,
+            published: published.clone(),
+            worker: cx.worker,
+        });
+        if let Some(a) = &align {
+            // Restored splits start where they were: publish that at once, or every instance
+            // would hold its splits back against the others' initial `MIN` until the idle
+            // timeout declared them idle (and downstream ran ahead of their data).
+            let restored = slots
+                .iter()
+                .filter_map(|s| s.gen.as_ref().map(WatermarkGen::watermark))
+                .min()
+                .unwrap_or(Timestamp::MAX);
+            a.publish(restored);
+        }
         cx.drivers.push(Box::new(SourceDriver {
             id: cx.op,
             slots,
@@ -110,11 +126,7 @@ impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
             idle_emitted: false,
             port: cx.checkpoint_port(),
             last_barrier: restored_barrier(cx),
-            align: strategy_drift.map(|d| Alignment {
-                max_drift: d,
-                published: published.clone(),
-                worker: cx.worker,
-            }),
+            align,
         }));
         Ok(Vec::new())
     }
@@ -312,9 +324,12 @@ impl<T: 'static> Driver for SourceDriver<T> {
             if self.slots[i].finished {
                 continue;
             }
-            if let Some(g) = &self.slots[i].gen {
+            if let Some(g) = &mut self.slots[i].gen {
                 if g.watermark() > limit {
-                    // Ahead of the slowest split by more than the allowed drift: wait.
+                    // Ahead of the slowest split by more than the allowed drift: wait. Waiting
+                    // is not idleness (the split has data): an idle split would let everything
+                    // downstream run ahead of its data.
+                    g.hold(self.clock.now());
                     continue;
                 }
             }
