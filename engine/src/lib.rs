@@ -90,7 +90,7 @@ pub use process::{
     Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
 };
 pub use record::Record;
-pub use runtime::job::{JobHandle, JobObserver};
+pub use runtime::job::{JobControl, JobHandle, JobObserver};
 pub use side_output::OutputTag;
 pub use state::{ListState, MapState, StateRegistry, ValueState};
 pub use stream::{Data, KeyedStream, SinkHandle, Stream, StreamEnv};

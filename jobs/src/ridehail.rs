@@ -38,12 +38,12 @@ use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_connectors::{BadLine, JsonLinesSink, Line, LinesSource};
 use sluice_engine::prelude::*;
-use sluice_engine::{BoxError, Clock, JobHandle, RestoreFrom, SystemClock};
+use sluice_engine::{BoxError, Clock, JobControl, JobHandle, RestoreFrom, SystemClock};
 
 use crate::backup::BackupSink;
 use crate::dedup::{self, DedupConfig};
@@ -226,6 +226,9 @@ pub struct Report {
     /// run processed (the input after that checkpoint, part of which the earlier run may have
     /// processed too before it was stopped); the output directories hold everything.
     pub resumed_from: Option<u64>,
+    /// The checkpoint at which the run was paused by [`Interrupt::interrupt`], if it was: the
+    /// output up to it is committed, and a resumed run continues from it.
+    pub paused_at: Option<u64>,
 }
 
 /// Live counters a progress display can read while the job runs.
@@ -241,6 +244,50 @@ pub struct Running {
     dead_counts: Arc<Vec<AtomicU64>>,
     progress: Arc<Progress>,
     started: Instant,
+    checkpointing: bool,
+    paused: Arc<OnceLock<u64>>,
+}
+
+/// Interrupts a [`Running`] run from another thread (a Ctrl-C handler): [`Running::interrupt`].
+#[derive(Clone, Debug)]
+pub struct Interrupt {
+    control: JobControl,
+    checkpointing: bool,
+    paused: Arc<OnceLock<u64>>,
+}
+
+impl Interrupt {
+    /// Ends the run early, keeping what it did:
+    ///
+    /// - with checkpoints, it *pauses*: takes a checkpoint (committing every output up to it),
+    ///   then cancels the job; `Ok(Some(id))`. [`RunConfig::resume`] continues from that
+    ///   checkpoint, and the output is then the same as that of an uninterrupted run.
+    ///   [`Running::finish`] reports it in [`Report::paused_at`].
+    /// - without, it *drains*: the input ends here, as if exhausted: every pending window and
+    ///   timer fires, so the outputs are complete for the input read so far; `Ok(None)`.
+    ///
+    /// Returns once the checkpoint is complete (at once without checkpoints).
+    ///
+    /// # Errors
+    ///
+    /// The checkpoint could not be taken (the run has ended, say); the run then goes on.
+    pub fn interrupt(&self) -> Result<Option<u64>, JobError> {
+        if !self.checkpointing {
+            self.control.stop();
+            return Ok(None);
+        }
+        let dir = self.control.checkpoint()?;
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(sluice_engine::checkpoint::checkpoint_id)
+            .ok_or_else(|| {
+                JobError::Checkpoint(format!("unexpected checkpoint name {}", dir.display()))
+            })?;
+        let _ = self.paused.set(id);
+        self.control.cancel();
+        Ok(Some(id))
+    }
 }
 
 impl Running {
@@ -252,6 +299,15 @@ impl Running {
     /// Live progress counters.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// A handle that ends the run early from another thread: [`Interrupt::interrupt`].
+    pub fn interrupt(&self) -> Interrupt {
+        Interrupt {
+            control: self.handle.control(),
+            checkpointing: self.checkpointing,
+            paused: self.paused.clone(),
+        }
     }
 
     /// Input lines read so far.
@@ -269,7 +325,13 @@ impl Running {
     /// The job's failure, naming the operator.
     pub fn finish(self) -> Result<Report, JobError> {
         let resumed_from = self.handle.restore_info().id;
-        let metrics = self.handle.join()?;
+        let observer = self.handle.observer();
+        let metrics = match self.handle.join() {
+            // Paused by `Interrupt`: what the run did until then.
+            Err(JobError::Cancelled) if self.paused.get().is_some() => observer.metrics(),
+            result => result?,
+        };
+        let paused_at = self.paused.get().copied();
         let wall = self.started.elapsed().as_secs_f64();
         let op = |name: &str| metrics.operator(name);
         let input = op(validate::OPERATOR).map_or(0, |m| m.records_in);
@@ -304,6 +366,7 @@ impl Running {
             wall_secs: wall,
             events_per_sec: if wall > 0.0 { input as f64 / wall } else { 0.0 },
             resumed_from,
+            paused_at,
         })
     }
 }
@@ -627,6 +690,8 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         dead_counts,
         progress,
         started,
+        checkpointing: cfg.checkpoint_dir.is_some(),
+        paused: Arc::new(OnceLock::new()),
     })
 }
 

@@ -33,8 +33,10 @@ pub(crate) enum Event {
         worker: usize,
         state: InstanceState,
     },
-    /// Take a savepoint; reply with its directory once complete.
-    Savepoint {
+    /// Take a checkpoint now (`savepoint`: a savepoint); reply with its directory once
+    /// complete.
+    Request {
+        savepoint: bool,
         reply: Sender<Result<PathBuf, String>>,
     },
     /// Every worker has exited (`ok`: without failure). Take the final checkpoint if the job
@@ -138,7 +140,8 @@ impl Coordinator {
             })
             .collect();
         let mut pending: Option<Pending> = None;
-        let mut savepoints: Vec<Sender<Result<PathBuf, String>>> = Vec::new();
+        // Requested checkpoints and savepoints, oldest first.
+        let mut requests: Vec<(bool, Sender<Result<PathBuf, String>>)> = Vec::new();
         let interval = self.settings.interval;
         let mut next_trigger = interval.map(|d| Instant::now() + d);
         loop {
@@ -171,18 +174,18 @@ impl Coordinator {
                     }
                     finished[op][worker] = Some(state);
                 }
-                Ok(Event::Savepoint { reply }) => savepoints.push(reply),
+                Ok(Event::Request { savepoint, reply }) => requests.push((savepoint, reply)),
                 Ok(Event::JobEnded { ok, reply }) => {
                     let result = if ok {
                         self.finish(&finished, pending.take())
                     } else {
                         Ok(())
                     };
-                    for s in savepoints.drain(..) {
-                        let _ = s.send(Err("the job ended before the savepoint was taken".into()));
+                    for (_, r) in requests.drain(..) {
+                        let _ = r.send(Err("the job ended before the checkpoint was taken".into()));
                     }
                     if let Some(Pending { reply: Some(r), .. }) = pending.take() {
-                        let _ = r.send(Err("the job ended before the savepoint completed".into()));
+                        let _ = r.send(Err("the job ended before the checkpoint completed".into()));
                     }
                     let _ = reply.send(result);
                     return;
@@ -197,11 +200,24 @@ impl Coordinator {
                 }
             }
             let all_finished = finished.iter().flatten().all(Option::is_some);
+            if all_finished {
+                // No checkpoint can start any more (the final one is taken when the job is
+                // joined): answer now, or a caller waiting for it would never join.
+                for (_, r) in requests.drain(..) {
+                    let _ = r.send(Err(
+                        "the job finished before the checkpoint could be taken".into()
+                    ));
+                }
+            }
             if pending.is_none() && !all_finished {
                 let due = next_trigger.is_some_and(|t| Instant::now() >= t);
-                if !savepoints.is_empty() || due {
-                    let savepoint = !savepoints.is_empty();
-                    let reply = savepoint.then(|| savepoints.remove(0));
+                if !requests.is_empty() || due {
+                    let (savepoint, reply) = if requests.is_empty() {
+                        (false, None)
+                    } else {
+                        let (savepoint, reply) = requests.remove(0);
+                        (savepoint, Some(reply))
+                    };
                     let pend = self.start(&finished, savepoint, reply);
                     if pend.missing == 0 {
                         if let Err(e) = self.complete(pend) {

@@ -68,6 +68,87 @@ impl JobObserver {
     }
 }
 
+/// Stops, cancels or checkpoints a running job from any thread: [`JobHandle::control`]. Cheap
+/// to clone. Once the job has ended, its methods do nothing (or return an error).
+#[derive(Clone)]
+pub struct JobControl {
+    job: Arc<JobShared>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for JobControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobControl").finish_non_exhaustive()
+    }
+}
+
+impl JobControl {
+    /// Asks the job to stop gracefully: sources end as if their input were exhausted, so every
+    /// pending window and event-time timer fires and sinks finish. Returns at once; use
+    /// [`JobHandle::join`] to wait.
+    pub fn stop(&self) {
+        self.job.stop.store(true, Ordering::Relaxed);
+        self.job.wake_all();
+    }
+
+    /// Aborts the job: workers exit as soon as they notice; nothing more is emitted.
+    /// [`JobHandle::join`] then returns [`JobError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.job.abort.store(true, Ordering::Relaxed);
+        self.job.wake_all();
+    }
+
+    /// Takes a savepoint: a checkpoint on request, written as `savepoint-<id>` in the checkpoint
+    /// directory and never deleted by retention. Blocks until it is complete; returns its
+    /// directory, which [`RestoreFrom::Path`] accepts.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Checkpoint`] if checkpointing is off, or the job ended (or failed) before the
+    /// savepoint completed.
+    pub fn savepoint(&self) -> Result<PathBuf, JobError> {
+        self.request_checkpoint(true)
+    }
+
+    /// Takes a regular checkpoint now (`chk-<id>`, which retention may delete later and
+    /// [`RestoreFrom::Latest`] restores), without waiting for the interval. Blocks until it is
+    /// complete (its output committed); returns its directory. With [`cancel`](Self::cancel)
+    /// after it, this pauses a job: restored from its latest checkpoint, it continues where it
+    /// stopped, with nothing lost or repeated.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Checkpoint`] if checkpointing is off, or the job ended (or failed) before the
+    /// checkpoint completed.
+    pub fn checkpoint(&self) -> Result<PathBuf, JobError> {
+        self.request_checkpoint(false)
+    }
+
+    fn request_checkpoint(&self, savepoint: bool) -> Result<PathBuf, JobError> {
+        let Some(cp) = &self.job.checkpoint else {
+            let what = if savepoint {
+                "savepoints"
+            } else {
+                "checkpoints"
+            };
+            return Err(JobError::Checkpoint(format!(
+                "{what} need checkpointing: set Config::checkpoint_dir"
+            )));
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        cp.events
+            .send(Event::Request {
+                savepoint,
+                reply: tx,
+            })
+            .map_err(|_| JobError::Checkpoint("the job has ended".into()))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err("the job has ended".into()))
+            .map_err(JobError::Checkpoint)
+    }
+}
+
 /// A running job. Dropping the handle does not stop the job; call [`join`](Self::join),
 /// [`stop`](Self::stop) or [`cancel`](Self::cancel).
 pub struct JobHandle {
@@ -100,43 +181,42 @@ impl JobHandle {
         self.observer.clone()
     }
 
-    /// Asks the job to stop gracefully: sources end as if their input were exhausted, so every
-    /// pending window and event-time timer fires and sinks finish. Returns at once; use
-    /// [`join`](Self::join) to wait.
+    /// Asks the job to stop gracefully: see [`JobControl::stop`].
     pub fn stop(&self) {
-        self.job.stop.store(true, Ordering::Relaxed);
-        self.job.wake_all();
+        self.control().stop();
     }
 
-    /// Aborts the job: workers exit as soon as they notice; nothing more is emitted.
-    /// [`join`](Self::join) then returns [`JobError::Cancelled`].
+    /// Aborts the job: see [`JobControl::cancel`]. [`join`](Self::join) then returns
+    /// [`JobError::Cancelled`].
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
-        self.job.abort.store(true, Ordering::Relaxed);
-        self.job.wake_all();
+        self.control().cancel();
     }
 
-    /// Takes a savepoint: a checkpoint on request, written as `savepoint-<id>` in the checkpoint
-    /// directory and never deleted by retention. Blocks until it is complete; returns its
-    /// directory, which [`RestoreFrom::Path`] accepts.
+    /// Takes a savepoint: see [`JobControl::savepoint`].
     ///
     /// # Errors
     ///
-    /// [`JobError::Checkpoint`] if checkpointing is off, or the job ended (or failed) before the
-    /// savepoint completed.
+    /// As [`JobControl::savepoint`].
     pub fn savepoint(&self) -> Result<PathBuf, JobError> {
-        let Some(cp) = &self.job.checkpoint else {
-            return Err(JobError::Checkpoint(
-                "savepoints need checkpointing: set Config::checkpoint_dir".into(),
-            ));
-        };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        cp.events
-            .send(Event::Savepoint { reply: tx })
-            .map_err(|_| JobError::Checkpoint("the job has ended".into()))?;
-        rx.recv()
-            .unwrap_or_else(|_| Err("the job has ended".into()))
-            .map_err(JobError::Checkpoint)
+        self.control().savepoint()
+    }
+
+    /// Takes a regular checkpoint now: see [`JobControl::checkpoint`].
+    ///
+    /// # Errors
+    ///
+    /// As [`JobControl::checkpoint`].
+    pub fn checkpoint(&self) -> Result<PathBuf, JobError> {
+        self.control().checkpoint()
+    }
+
+    /// A handle to stop, cancel or checkpoint the job from another thread (a signal handler,
+    /// say) while this one waits in [`join`](Self::join).
+    pub fn control(&self) -> JobControl {
+        JobControl {
+            job: self.job.clone(),
+            cancelled: self.cancelled.clone(),
+        }
     }
 
     /// What the job restored from (empty without checkpointing or on a fresh start).

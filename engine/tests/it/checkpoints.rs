@@ -107,6 +107,9 @@ enum Kind {
     Tumbling,
     Session,
     Keyed,
+    /// `Keyed` with watermark alignment across the source's splits (and an idle timeout far
+    /// beyond the test's length).
+    AlignedKeyed,
 }
 
 /// Per key, sums of 100 ms event-time buckets (map state), emitted by an event-time timer at
@@ -143,11 +146,16 @@ impl KeyedProcessFunction<u32, (u32, i64)> for BucketSums {
 /// Builds the job of `kind` over `src`, writing `(key, window start, window end, value)` lines
 /// into `out` through the exactly-once JSON-lines sink.
 fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
+    let strategy = Watermarks::bounded_out_of_orderness(Duration::from_millis(BOUND_MS));
+    let strategy = match kind {
+        Kind::AlignedKeyed => strategy
+            .align_splits(Duration::from_millis(200))
+            .idle_after(Duration::from_secs(3600)),
+        _ => strategy,
+    };
     let stream = env
         .source(src)
-        .with_watermarks(Watermarks::bounded_out_of_orderness(Duration::from_millis(
-            BOUND_MS,
-        )))
+        .with_watermarks(strategy)
         .key_by(|r: &(u32, i64)| r.0);
     let results = match kind {
         Kind::Tumbling => stream
@@ -158,10 +166,12 @@ fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
             .window(Session::with_gap(Duration::from_millis(30)))
             .aggregate(SumAgg)
             .map(|r| (r.key, r.window.start, r.window.end, r.value)),
-        Kind::Keyed => stream.process(|reg: &mut StateRegistry<u32>| BucketSums {
-            buckets: reg.map("buckets"),
-            total: reg.value("total"),
-        }),
+        Kind::Keyed | Kind::AlignedKeyed => {
+            stream.process(|reg: &mut StateRegistry<u32>| BucketSums {
+                buckets: reg.map("buckets"),
+                total: reg.value("total"),
+            })
+        }
     };
     results.sink(JsonLinesSink::new(out));
 }
@@ -312,6 +322,15 @@ fn keyed_state_and_timers_restore_exactly_at_another_parallelism() {
     check_rescaling(Kind::Keyed);
 }
 
+/// Restored splits publish their watermark for alignment at once. They used to wait for the
+/// other instances' initial (minimal) watermarks until the idle timeout made them idle, and
+/// downstream then ran ahead of their data (here: an hour's stall, so the job misses its
+/// deadline; in the ridehail run 30 s and wrong trip summaries).
+#[test]
+fn aligned_sources_restore_exactly_at_another_parallelism() {
+    check_rescaling(Kind::AlignedKeyed);
+}
+
 /// Runs a job that takes a checkpoint at 40% of the input and another at 70% (output was
 /// committed in between), then cancels it. Returns the checkpoint directory and the ids of the
 /// two checkpoints (newest first).
@@ -326,24 +345,19 @@ fn run_with_checkpoints(tmp: &Path, data: &Arc<Vec<Rec>>) -> (PathBuf, u64, u64)
     for gate in [data.len() * 2 / 5, data.len() * 7 / 10] {
         src.gate.store(gate, Ordering::Release);
         wait_for("the gate", || src.emitted.load(Ordering::Acquire) >= gate);
-        taken.push(handle.savepoint().unwrap());
+        taken.push(handle.checkpoint().unwrap());
     }
     let between = committed(&out).len();
     handle.cancel();
     let _ = join(handle);
-    // Savepoints and checkpoints share the format: present these as the job's checkpoints.
-    let mut ids = Vec::new();
-    for sp in taken {
-        let id: u64 = sp
-            .to_string_lossy()
-            .rsplit('-')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        std::fs::rename(&sp, chk.join(format!("chk-{id:010}"))).unwrap();
-        ids.push(id);
-    }
+    let ids: Vec<u64> = taken
+        .iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            sluice_engine::checkpoint::checkpoint_id(&name)
+                .unwrap_or_else(|| panic!("a checkpoint on request is a regular one: {name}"))
+        })
+        .collect();
     assert!(between > 0, "no output was committed");
     (chk, ids[1], ids[0])
 }
@@ -364,6 +378,22 @@ fn damage(chk: &Path, id: u64, file: &str, how: impl Fn(&mut Vec<u8>)) {
     let mut bytes = std::fs::read(&path).unwrap();
     how(&mut bytes);
     std::fs::write(&path, bytes).unwrap();
+}
+
+/// A checkpoint on request followed by a cancel pauses a job: restored from the latest
+/// checkpoint, it finishes with the output of an uninterrupted run.
+#[test]
+fn a_checkpoint_on_request_then_cancel_pauses_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 10, 5));
+    let (chk, newest, _) = run_with_checkpoints(tmp.path(), &data);
+    let handle = restore_latest(&chk, &data, &tmp.path().join("out"));
+    assert_eq!(handle.restore_info().id, Some(newest));
+    join(handle).unwrap();
+    assert_eq!(
+        committed(&tmp.path().join("out")),
+        reference(Kind::Tumbling, &data, tmp.path())
+    );
 }
 
 #[test]
@@ -525,4 +555,36 @@ fn periodic_checkpoints_complete_and_keep_only_the_newest() {
         .map(|n| (n, ()))
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+/// A checkpoint requested once the job's work is done (but before `join`) is refused at once:
+/// it used to wait for a checkpoint that could no longer start, and a caller that would join
+/// afterwards waited forever.
+#[test]
+fn a_checkpoint_requested_after_the_work_is_done_is_refused_not_awaited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(1_000, 10, 6));
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(2)
+            .checkpoint_dir(tmp.path().join("chk")),
+    );
+    build(
+        &env,
+        Kind::Keyed,
+        source(&data, usize::MAX),
+        &tmp.path().join("out"),
+    );
+    let handle = env.start().unwrap();
+    wait_for("the workers to finish", || handle.is_finished());
+    let control = handle.control();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(control.checkpoint());
+    });
+    let answer = rx
+        .recv_timeout(DEADLINE)
+        .expect("checkpoint() returned within the deadline");
+    assert!(answer.is_err(), "{answer:?}");
+    join(handle).unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -291,6 +291,7 @@ fn run(args: RunArgs) -> Result<()> {
             ),
         }
     }
+    install_interrupt(&running, cfg.checkpoint_dir.is_some())?;
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let progress_thread = if show_progress {
@@ -326,12 +327,58 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
     print_summary(&report, &cfg);
+    if let Some(id) = report.paused_at {
+        eprintln!(
+            "ridehail: paused at checkpoint {id}; the same command with --resume continues the run"
+        );
+    }
     let summary_dir = cfg.out.join("summary");
     std::fs::create_dir_all(&summary_dir)?;
     std::fs::write(
         summary_dir.join("summary.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
+    Ok(())
+}
+
+/// Ctrl-C (or SIGTERM) ends the run early without losing it: with checkpoints it pauses (a
+/// checkpoint commits the output so far; `--resume` continues), without it drains (the input
+/// ends here and every window fires). A second Ctrl-C exits at once, as a kill would: the output
+/// of the last checkpoint stays, and `--resume` still continues from it.
+fn install_interrupt(running: &ridehail::Running, checkpointing: bool) -> Result<()> {
+    let interrupt = running.interrupt();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let signals = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::Relaxed) > 0 {
+            eprintln!("\nridehail: interrupted again; exiting at once");
+            std::process::exit(130);
+        }
+        let _ = tx.try_send(());
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    std::thread::Builder::new()
+        .name("ridehail-interrupt".into())
+        .spawn(move || {
+            if rx.recv().is_err() {
+                return;
+            }
+            if checkpointing {
+                eprintln!(
+                    "\nridehail: interrupted; taking a checkpoint to pause at (Ctrl-C again to \
+                     exit at once)"
+                );
+            } else {
+                eprintln!(
+                    "\nridehail: interrupted; ending the input here and draining (Ctrl-C again \
+                     to exit at once)"
+                );
+            }
+            if let Err(e) = interrupt.interrupt() {
+                eprintln!("ridehail: could not pause: {e}");
+            }
+        })
+        .context("cannot start the interrupt thread")?;
     Ok(())
 }
 

@@ -196,7 +196,11 @@ fn string_input_is_validated_too() {
         "x".repeat(70_000),
         "{".to_string(),
     ];
-    let out = validate(env.source(VecSource::new(lines)), &config());
+    let cfg = ValidateConfig {
+        source: "strings".into(),
+        ..config()
+    };
+    let out = validate(env.source(VecSource::new(lines)), &cfg);
     let (events, dead) = (CollectSink::new(), CollectSink::new());
     out.events.sink(events.clone());
     out.dead_letters.sink(dead.clone());
@@ -211,5 +215,5 @@ fn string_input_is_validated_too() {
     assert!(dead
         .values()
         .iter()
-        .all(|d| d.source == INPUT && d.offset.is_none()));
+        .all(|d| d.source == "strings" && d.offset.is_none()));
 }
