@@ -257,6 +257,12 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
+    /// Whether [`interrupt`](Self::interrupt) pauses the run (it has checkpoints) rather than
+    /// draining it.
+    pub fn pauses(&self) -> bool {
+        self.checkpointing
+    }
+
     /// Ends the run early, keeping what it did:
     ///
     /// - with checkpoints, it *pauses*: takes a checkpoint (committing every output up to it),

@@ -291,7 +291,7 @@ fn run(args: RunArgs) -> Result<()> {
             ),
         }
     }
-    install_interrupt(&running, cfg.checkpoint_dir.is_some())?;
+    install_interrupt(&running)?;
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let progress_thread = if show_progress {
@@ -345,7 +345,7 @@ fn run(args: RunArgs) -> Result<()> {
 /// checkpoint commits the output so far; `--resume` continues), without it drains (the input
 /// ends here and every window fires). A second Ctrl-C exits at once, as a kill would: the output
 /// of the last checkpoint stays, and `--resume` still continues from it.
-fn install_interrupt(running: &ridehail::Running, checkpointing: bool) -> Result<()> {
+fn install_interrupt(running: &ridehail::Running) -> Result<()> {
     let interrupt = running.interrupt();
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
     let signals = AtomicUsize::new(0);
@@ -363,7 +363,7 @@ fn install_interrupt(running: &ridehail::Running, checkpointing: bool) -> Result
             if rx.recv().is_err() {
                 return;
             }
-            if checkpointing {
+            if interrupt.pauses() {
                 eprintln!(
                     "\nridehail: interrupted; taking a checkpoint to pause at (Ctrl-C again to \
                      exit at once)"
