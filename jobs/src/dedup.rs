@@ -50,10 +50,8 @@
 
 use std::time::Duration;
 
+use crate::event::{EventId, RideEvent};
 use sluice_engine::prelude::*;
-use smol_str::SmolStr;
-
-use crate::event::RideEvent;
 
 /// Deduplication settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +89,7 @@ pub fn dedup(events: Stream<RideEvent>, cfg: &DedupConfig) -> Deduped {
     let tag = OutputTag::<RideEvent>::new(DUPLICATES);
     let (horizon, fn_tag) = (cfg.horizon, tag.clone());
     let unique = events
-        .key_by(|e: &RideEvent| SmolStr::new(&*e.event_id))
+        .key_by(|e: &RideEvent| e.event_id.clone())
         .name("dedup_key_by")
         .process(move |reg| Dedup {
             seen: reg.value_with_ttl("seen", horizon),
@@ -110,14 +108,14 @@ struct Dedup {
     duplicates: OutputTag<RideEvent>,
 }
 
-impl KeyedProcessFunction<SmolStr, RideEvent> for Dedup {
+impl KeyedProcessFunction<EventId, RideEvent> for Dedup {
     type Out = RideEvent;
 
     fn process(
         &mut self,
-        id: &SmolStr,
+        id: &EventId,
         event: RideEvent,
-        ctx: &mut Context<'_, SmolStr, RideEvent>,
+        ctx: &mut Context<'_, EventId, RideEvent>,
     ) {
         if ctx.value(self.seen).set_if_absent(id, ()) {
             ctx.emit(event);

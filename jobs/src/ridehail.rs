@@ -446,8 +446,9 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
 /// The layout of the jobs' keyed state, recorded in [`RUN_MARKER`]: a resume refuses
 /// checkpoints of another layout. 2: driver, trip and zone keys are [`Id`](crate::event::Id)s,
 /// whose key groups differ from those of the bare strings of layout 1 (no `state` in the
-/// marker): restored, their state would sit on workers that no longer see their events.
-const STATE_LAYOUT: u32 = 2;
+/// marker): restored, their state would sit on workers that no longer see their events. 3: the
+/// dedup key is an [`EventId`](crate::event::EventId), for the same reason.
+const STATE_LAYOUT: u32 = 3;
 
 /// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
 /// same input and write to the same directory, or its output would be partial or duplicated;

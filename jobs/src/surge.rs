@@ -65,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::keys::{fast_set, FastSet};
 use sluice_engine::prelude::*;
 
-use crate::event::{EventType, Id, RideEvent};
+use crate::event::{EventId, EventType, Id, RideEvent};
 use crate::timestamp::format_rfc3339_ms;
 
 /// Surge settings.
@@ -253,7 +253,7 @@ impl Aggregate<Signal> for DemandSupply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TripState {
     on_trip: bool,
-    at: (i64, Arc<str>),
+    at: (i64, EventId),
 }
 
 /// Orders each driver's events by event time and turns them into supply signals.

@@ -64,7 +64,7 @@ use sluice_engine::keys::Key;
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 
-use crate::event::{EventType, Id, Payload, Point, RideEvent};
+use crate::event::{EventId, EventType, Id, Payload, Point, RideEvent};
 
 /// Settings of the trip job. Every field has a default ([`TripConfig::default`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -516,7 +516,7 @@ fn emit_summary(ctx: &mut LifecycleCx<'_>, ts: Timestamp, summary: TripSummary) 
             driver: summary.driver_id.as_deref().map(Id::from),
             ts,
             rank: RANK_END,
-            event_id: Arc::from(""),
+            event_id: EventId::from(""),
             kind: DriverKind::End(Box::new(summary)),
         },
     );
@@ -615,7 +615,7 @@ struct DriverItem {
     ts: Timestamp,
     /// Order at equal timestamps: start, location, end.
     rank: u8,
-    event_id: Arc<str>,
+    event_id: EventId,
     kind: DriverKind,
 }
 

@@ -1,14 +1,15 @@
-//! [`Id`]: the key of the jobs' keyed operators (drivers, trips, zones).
+//! [`Id`] and [`EventId`]: the keys of the jobs' keyed operators (drivers, trips and zones;
+//! events in dedup).
 //!
 //! A keyed operator hashes its key once to route a record to its worker and again for every
 //! state lookup and timer it makes for that record: for a string key, each time a pass over
 //! its bytes (which, for an id shared by every event of a driver, may sit in another core's
-//! cache). An `Id` carries its string's hash, computed once when the `Id` is made, and hashes
+//! cache). A [`Hashed`] string carries its hash, computed once when it is made, and hashes
 //! as that one `u64`; equal strings always have equal hashes, so it is a key like the string.
 //!
 //! It serialises as the bare string (and computes the hash again when read back), so state and
-//! outputs look exactly as with a string key. The routing of an `Id` (its key group) differs
-//! from that of the bare string; checkpoints of the ridehail jobs from before this type are
+//! outputs look exactly as with a string key. The routing of a `Hashed` (its key group) differs
+//! from that of the bare string; checkpoints of the ridehail jobs from before these types are
 //! refused by their run marker's state version (see [`crate::ridehail`]).
 
 use std::fmt;
@@ -18,28 +19,55 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sluice_engine::keys::FixedState;
+use smol_str::SmolStr;
 
 /// The seed of an `Id`'s hash (any fixed value: it must be the same in every process).
 const ID_SEED: u64 = 0x1d5e_ed00;
 
-/// A shared string with its hash; see the module docs. Derefs to `str`.
+/// A string with its hash; see the module docs. Derefs to `str`. `S` holds the text: see
+/// [`Id`] and [`EventId`].
 #[derive(Clone)]
-pub struct Id {
+pub struct Hashed<S> {
     hash: u64,
-    text: Arc<str>,
+    text: S,
 }
 
-impl Id {
+/// A shared string with its hash: the key of the driver, trip and zone operators. Cloning it
+/// bumps a reference count, so every event of a driver shares one allocation of its id.
+pub type Id = Hashed<Arc<str>>;
+
+/// An event's id with its hash: the dedup key. The text is inline up to 23 bytes (a
+/// [`SmolStr`]): made, cloned and dropped without the heap, as an event's own id is not
+/// shared by other events.
+pub type EventId = Hashed<SmolStr>;
+
+/// What an id's text is stored in.
+pub trait IdText: Deref<Target = str> + Clone {
+    /// Whether `self` and `other` are known to be one string without comparing bytes.
+    fn same(&self, _other: &Self) -> bool {
+        false
+    }
+}
+
+impl IdText for Arc<str> {
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self, other)
+    }
+}
+
+impl IdText for SmolStr {}
+
+impl<S: IdText> Hashed<S> {
     /// `text` and its hash.
-    pub fn new(text: Arc<str>) -> Self {
+    pub fn new(text: S) -> Self {
         Self {
             hash: FixedState::with_seed(ID_SEED).hash_one(&*text),
             text,
         }
     }
 
-    /// The string, shared.
-    pub fn text(&self) -> &Arc<str> {
+    /// The text.
+    pub fn text(&self) -> &S {
         &self.text
     }
 }
@@ -56,61 +84,73 @@ impl From<&str> for Id {
     }
 }
 
-impl Deref for Id {
+impl From<&str> for EventId {
+    fn from(text: &str) -> Self {
+        Self::new(SmolStr::new(text))
+    }
+}
+
+impl From<String> for EventId {
+    fn from(text: String) -> Self {
+        Self::new(SmolStr::from(text))
+    }
+}
+
+impl<S: IdText> Deref for Hashed<S> {
     type Target = str;
     fn deref(&self) -> &str {
         &self.text
     }
 }
 
-impl Hash for Id {
+impl<S> Hash for Hashed<S> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
 }
 
-impl PartialEq for Id {
+impl<S: IdText> PartialEq for Hashed<S> {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        self.hash == other.hash && (self.text.same(&other.text) || *self.text == *other.text)
     }
 }
 
-impl Eq for Id {}
+impl<S: IdText> Eq for Hashed<S> {}
 
-impl PartialOrd for Id {
+impl<S: IdText> PartialOrd for Hashed<S> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
 /// By the string (not the hash), so that sorted output reads naturally.
-impl Ord for Id {
+impl<S: IdText> Ord for Hashed<S> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.text.cmp(&other.text)
+        (*self.text).cmp(&*other.text)
     }
 }
 
-impl fmt::Debug for Id {
+impl<S: IdText> fmt::Debug for Hashed<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.text, f)
     }
 }
 
-impl fmt::Display for Id {
+impl<S: IdText> fmt::Display for Hashed<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
 }
 
-impl Serialize for Id {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl<S: IdText> Serialize for Hashed<S> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         s.serialize_str(&self.text)
     }
 }
 
-impl<'de> Deserialize<'de> for Id {
+impl<'de, S: IdText + Deserialize<'de>> Deserialize<'de> for Hashed<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Arc::<str>::deserialize(d).map(Id::new)
+        S::deserialize(d).map(Self::new)
     }
 }
 
@@ -143,6 +183,24 @@ mod tests {
         assert_eq!(json, r#""trip-1""#);
         let b: Id = serde_json::from_str(&json).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn event_ids_are_keys_like_ids_inline_or_not() {
+        let long = "an-event-id-longer-than-twenty-three-bytes";
+        for text in ["s0-e17", long] {
+            let (a, b) = (EventId::from(text), EventId::from(text.to_string()));
+            assert_eq!(a, b);
+            assert_eq!(&*a, text);
+            // The same hash as an `Id` of the same text: one key, whichever type holds it.
+            assert_eq!(key_group(&a, 128), key_group(&Id::from(text), 128));
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<EventId>(&json).unwrap(), a);
+        }
+        assert!(!EventId::from("s0-e17").text().is_heap_allocated());
+        assert_ne!(EventId::from("s0-e17"), EventId::from("s0-e18"));
+        assert!(EventId::from("s0-e17") < EventId::from("s0-e18"));
     }
 
     #[test]

@@ -281,6 +281,8 @@ pub(crate) struct City {
     /// Actions at or after this time are not run (`i64::MAX`: never stop).
     end: i64,
     prefix: String,
+    /// The next event's id is written here: `prefix`, `e`, then the number.
+    event_id: String,
     drivers: Vec<Driver>,
     trips: HashMap<u64, Trip>,
     waiting: VecDeque<u64>,
@@ -309,6 +311,7 @@ impl City {
             base_request_rate: cfg.requests_per_driver_hour * drivers as f64 / 3_600.0,
             end,
             prefix: format!("s{index}-"),
+            event_id: format!("s{index}-e"),
             drivers: Vec::with_capacity(drivers),
             trips: HashMap::new(),
             waiting: VecDeque::new(),
@@ -768,13 +771,11 @@ impl City {
     }
 
     fn emit(&mut self, time: i64, payload: Payload, out: &mut Vec<RideEvent>) {
-        let mut event_id = String::with_capacity(self.prefix.len() + 12);
-        event_id.push_str(&self.prefix);
-        event_id.push('e');
-        push_decimal(&mut event_id, self.next_event);
+        self.event_id.truncate(self.prefix.len() + 1);
+        push_decimal(&mut self.event_id, self.next_event);
         self.next_event += 1;
         out.push(RideEvent::new(RideEventData::new(
-            event_id.into(),
+            self.event_id.as_str().into(),
             time,
             payload,
         )));
