@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Soak test for exactly-once recovery: runs the two crash tests (the engine's, and `ridehail
-# run` with all jobs: a child SIGKILLed at least 20 times at random moments, restarted until it
-# finishes, output compared with a failure-free run) ROUNDS times, each with its own seed. Not
-# run in CI: CI runs one round of each as part of `cargo test --workspace`.
+# Soak test for exactly-once recovery: runs the three crash tests (the engine's, and `ridehail
+# run` with all jobs, on a file at one worker and on the generator at two: a child SIGKILLed at
+# random moments, restarted until it finishes, output compared with a failure-free run) ROUNDS
+# times, each with its own seed. Not run in CI: CI runs one round of each as part of
+# `cargo test --workspace`.
 #
 #   scripts/crash-soak.sh            # 100 rounds (about 20 minutes on 2 cores)
 #   ROUNDS=10 scripts/crash-soak.sh  # fewer
@@ -17,18 +18,22 @@ cargo test --release -p sluice-engine --test tests --no-run
 cargo test --release -p sluice-jobs --test tests --no-run
 for ((i = 0; i < ROUNDS; i++)); do
     seed=$((FIRST_SEED + i))
-    for test in engine ridehail; do
+    for test in engine ridehail ridehail-generated; do
         status=0
         if [ "$test" = engine ]; then
             out=$(SLUICE_CRASH_SEED="$seed" cargo test --release -q -p sluice-engine --test tests \
                 it::crash::crash_kills_and_restarts_give_exactly_the_failure_free_output \
                 -- --exact --nocapture 2>&1) || status=$?
-        else
+        elif [ "$test" = ridehail ]; then
             out=$(RIDEHAIL_CRASH_SEED="$seed" cargo test --release -q -p sluice-jobs --test tests \
                 it::crash::killed_and_resumed_runs_give_exactly_the_failure_free_output \
                 -- --exact --nocapture 2>&1) || status=$?
+        else
+            out=$(RIDEHAIL_CRASH_SEED="$seed" cargo test --release -q -p sluice-jobs --test tests \
+                it::crash::killed_and_resumed_generated_runs_at_two_workers_give_exactly_the_failure_free_output \
+                -- --exact --nocapture 2>&1) || status=$?
         fi
-        echo "$out" | grep -E "crash test:|panicked" | sed -E 's/ \(per cycle: \[[^]]*\]\)//' || true
+        echo "$out" | grep -E "crash test|panicked" | sed -E 's/ \(per cycle: \[[^]]*\]\)//' || true
         if [ "$status" != 0 ]; then
             echo "$out" | tail -30 >&2
             echo "round $((i + 1)) FAILED ($test) with seed $seed" >&2
