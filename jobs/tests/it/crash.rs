@@ -259,23 +259,24 @@ impl std::fmt::Display for Crashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} runs, {} kills (per cycle: {:?}), {} resumed from a checkpoint (failure-free: \
-             {} ms, checkpoints every {})",
+            "{} runs, {} kills (per cycle: {:?}), {} resumed from a checkpoint (longest \
+             finished run: {} ms, checkpoints every {})",
             self.runs, self.kills, self.cycles, self.restored, self.span, self.checkpoint_every
         )
     }
 }
 
 /// Runs `run` (a `ridehail run` writing to the directory it is given) with checkpoints and
-/// `--resume`, SIGKILLs it at random moments until it has been killed `wanted` times, and
-/// checks after each cycle (runs until one finishes) that the committed output under
-/// `dir/out` is exactly `expected`. Kill moments and the checkpoint interval scale with `span`,
-/// the failure-free run's duration (see the module docs). At least half the kills must be
-/// followed by a resume from a checkpoint.
+/// `--resume`, SIGKILLs it at random moments until it has been killed `wanted` times and at
+/// least `wanted / 2` runs have resumed from a checkpoint, and checks after each cycle (runs
+/// until one finishes) that the committed output under `dir/out` is exactly `expected`. Kill
+/// moments and the checkpoint interval scale with `span`, the failure-free run's duration (see
+/// the module docs); kill moments also follow the longest run that finished since, so that a
+/// machine slowed down by other tests still kills after checkpoints, not only before the first.
 fn kill_and_resume(
     run: &dyn Fn(&Path) -> std::process::Command,
     dir: &Path,
-    span: u64,
+    mut span: u64,
     expected: &BTreeMap<String, Lines>,
     wanted: usize,
 ) -> Crashes {
@@ -294,14 +295,15 @@ fn kill_and_resume(
     // enough, it starts over with another cycle (a fresh output and checkpoint directory), so
     // the kill count cannot fall short however fast the machine.
     let mut cycles: Vec<usize> = Vec::new();
-    while kills < wanted {
+    let enough = |kills: usize, restored: usize| kills >= wanted && restored >= wanted / 2;
+    while !enough(kills, restored) {
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_dir_all(&checkpoints);
         let (mut cycle_runs, mut cycle_kills) = (0, 0);
         let last = loop {
             assert!(
                 Instant::now() < deadline,
-                "no completion after {runs} runs, {kills} kills"
+                "not done after {runs} runs: {kills} kills, {restored} resumed from a checkpoint"
             );
             let log = dir.join(format!("run-{runs}.stderr"));
             let mut child = run(&out)
@@ -312,10 +314,11 @@ fn kill_and_resume(
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
+            let began = Instant::now();
             runs += 1;
             cycle_runs += 1;
             let mut killed = false;
-            if kills < wanted {
+            if !enough(kills, restored) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
@@ -340,6 +343,7 @@ fn kill_and_resume(
             }
             if !killed {
                 assert!(status.success(), "run {runs} failed: {status}\n{stderr}");
+                span = span.max(began.elapsed().as_millis() as u64);
                 break stderr;
             }
         };
@@ -355,10 +359,6 @@ fn kill_and_resume(
         compare(&out, expected, cycle_kills);
         cycles.push(cycle_kills);
     }
-    assert!(
-        restored >= wanted / 2,
-        "only {restored} of {runs} runs resumed from a checkpoint"
-    );
     Crashes {
         runs,
         kills,
