@@ -139,7 +139,64 @@ pub struct RunConfig {
     pub jobs: Vec<Job>,
 }
 
+/// A [`RunConfig`] setting out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunConfigError {
+    /// The message says which setting and why.
+    #[error("invalid run configuration: {0}")]
+    Invalid(String),
+}
+
 impl RunConfig {
+    /// Checks the settings that have no meaning out of range (a zero interval, an H3
+    /// resolution above 15, ...), so that a run refuses them instead of quietly doing something
+    /// else (every line a dead letter, a snapshot per millisecond, the nearest resolution).
+    /// [`start`] calls it, before it touches the output. A generator input is checked too
+    /// ([`GeneratorConfig::validate`]). A dedup horizon of zero is allowed: an id is then
+    /// remembered until the watermark passes its event, which still catches a repeat that is
+    /// not late.
+    ///
+    /// # Errors
+    ///
+    /// [`RunConfigError::Invalid`], naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), RunConfigError> {
+        let bad = |m: String| Err(RunConfigError::Invalid(m));
+        let positive = [
+            ("shifts.gap", self.shifts.gap),
+            ("trips.timeout", self.trips.timeout),
+            ("live.snapshot_interval", self.live.snapshot_interval),
+            ("surge.window", self.surge.window),
+        ];
+        if self.parallelism == 0 {
+            return bad("parallelism must be at least 1".into());
+        }
+        if self.max_line_bytes == 0 {
+            return bad("max_line_bytes must be at least 1 (every line would be too long)".into());
+        }
+        if self.validation.h3_resolution > 15 {
+            return bad(format!(
+                "validation.h3_resolution must be 0..=15 (H3's resolutions), got {}",
+                self.validation.h3_resolution
+            ));
+        }
+        if self.checkpoint_dir.is_some() && self.checkpoint_every.is_zero() {
+            return bad("checkpoint_every must be longer than zero".into());
+        }
+        if self.event_time.idle_after.is_some_and(|d| d.is_zero()) {
+            return bad("event_time.idle_after must be longer than zero, or None".into());
+        }
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return bad(format!("{name} must be longer than zero"));
+        }
+        if let Input::Generator(g) = &self.input {
+            if let Err(e) = g.validate() {
+                return bad(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the input is standard input (which a resume cannot read again).
     pub fn input_is_stdin(&self) -> bool {
         matches!(self.input, Input::Stdin)
@@ -585,9 +642,10 @@ fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
 ///
 /// # Errors
 ///
-/// An invalid configuration (of the generator or the engine) or an output directory that
-/// cannot be written.
+/// An invalid configuration ([`RunConfig::validate`], the generator's or the engine's) or an
+/// output directory that cannot be written.
 pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
+    cfg.validate()?;
     let mut config = Config::default().parallelism(cfg.parallelism);
     match &cfg.checkpoint_dir {
         None if cfg.resume => {

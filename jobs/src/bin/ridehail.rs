@@ -70,7 +70,7 @@ struct CityArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Drivers in the simulated city.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     drivers: usize,
     /// Simulated time to cover (e.g. 1h, 30m, 90s). Default: one hour, unless --events is given.
     #[arg(long, value_parser = parse_duration)]
@@ -127,13 +127,17 @@ impl CityArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Read JSON Lines from this file (`-` for standard input) instead of generating events.
-    /// May be given several times.
-    #[arg(long)]
+    /// May be given several times. The generator's flags (--seed, --drivers, --duration,
+    /// --events, --start, --faults, --rate) do not apply to it and are refused with it.
+    #[arg(
+        long,
+        conflicts_with_all = ["seed", "drivers", "duration", "events", "start", "faults", "rate"]
+    )]
     input: Vec<PathBuf>,
     #[command(flatten)]
     city: CityArgs,
     /// Worker threads.
-    #[arg(long, short = 'p', default_value_t = 2)]
+    #[arg(long, short = 'p', default_value_t = 2, value_parser = at_least_one)]
     parallelism: usize,
     /// Output directory (its job subdirectories are replaced, unless resuming).
     #[arg(long, default_value = "out")]
@@ -146,7 +150,7 @@ struct RunArgs {
     #[arg(long, conflicts_with_all = ["checkpoint_dir", "checkpoint_every", "resume"])]
     no_checkpoints: bool,
     /// How often to take a checkpoint. Default: 10s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     checkpoint_every: Option<Duration>,
     /// Continue a killed or failed run from its newest checkpoint, keeping
     /// its output (start from the beginning if there is none). Give the same input and --out
@@ -159,23 +163,23 @@ struct RunArgs {
     /// How long an event id is remembered for deduplication (event time).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     dedup_horizon: Duration,
-    /// H3 resolution of derived geo zones.
-    #[arg(long, default_value_t = 7)]
+    /// H3 resolution of derived geo zones (0..=15).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u8).range(0..=15))]
     h3_resolution: u8,
     /// How far ahead of the wall clock a timestamp may be.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     max_future_skew: Duration,
     /// Longest accepted input line, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = at_least_one)]
     max_line_bytes: usize,
     /// Gap that ends a driver's shift.
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = positive_duration)]
     shift_gap: Duration,
     /// A trip with no end this long after its start is reported incomplete.
-    #[arg(long, default_value = "4h", value_parser = parse_duration)]
+    #[arg(long, default_value = "4h", value_parser = positive_duration)]
     trip_timeout: Duration,
     /// Event-time interval of live-state snapshots.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = positive_duration)]
     snapshot_every: Duration,
     /// Run only these jobs after ingest (validation, dead letters and dedup always run), comma
     /// separated. The others write nothing. Without `backup`, the progress line shows no
@@ -211,13 +215,24 @@ fn main() {
     }
 }
 
+/// A count that must be at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A duration that must be longer than zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
 fn run(args: RunArgs) -> Result<()> {
-    if args.parallelism == 0 {
-        bail!("--parallelism must be at least 1");
-    }
-    if args.checkpoint_every.is_some_and(|d| d.is_zero()) {
-        bail!("--checkpoint-every must be longer than zero");
-    }
     let checkpoint_dir = if args.no_checkpoints {
         None
     } else {

@@ -177,6 +177,9 @@ impl GeneratorConfig {
         if self.splits == 0 {
             return bad("splits must be at least 1".into());
         }
+        if self.drivers == 0 {
+            return bad("drivers must be at least 1".into());
+        }
         let b = self.city;
         let on_globe = (-90.0..=90.0).contains(&b.south)
             && (-90.0..=90.0).contains(&b.north)

@@ -213,6 +213,22 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
         "parallelism",
     );
     refused(ridehail().args(["run", "--no-such-flag"]), "--no-such-flag");
+    for (flag, value) in [
+        ("--h3-resolution", "16"),
+        ("--snapshot-every", "0s"),
+        ("--trip-timeout", "0ms"),
+        ("--shift-gap", "0m"),
+        ("--checkpoint-every", "0s"),
+        ("--max-line-bytes", "0"),
+        ("--drivers", "0"),
+    ] {
+        refused(ridehail().args(["run", flag, value]), flag);
+    }
+    // The generator's flags with a file input: they would be ignored.
+    refused(
+        ridehail().args(["run", "--input", "x.jsonl", "--faults", "typical"]),
+        "cannot be used with '--faults",
+    );
     refused(
         ridehail()
             .args(["run", "--input"])

@@ -85,3 +85,69 @@ fn one_file_at_two_workers_is_parsed_on_both_and_gives_the_output_of_one() {
     }
     assert_eq!(results[0], results[1]);
 }
+
+/// Settings without meaning are refused before anything is written, naming the setting: they
+/// used to run as something else (an H3 resolution above 15 as 15, a zero snapshot interval as
+/// one millisecond, a zero line limit with every line a dead letter).
+#[test]
+fn settings_out_of_range_are_refused_before_the_run_starts() {
+    let dir = temp_dir("run", "invalid-config");
+    let base = || {
+        let mut cfg = RunConfig::new(Input::Generator(GeneratorConfig::default()));
+        cfg.out = dir.join("out");
+        cfg
+    };
+    type Change = Box<dyn Fn(&mut RunConfig)>;
+    let cases: [(&str, Change); 9] = [
+        ("parallelism", Box::new(|c| c.parallelism = 0)),
+        ("max_line_bytes", Box::new(|c| c.max_line_bytes = 0)),
+        (
+            "h3_resolution",
+            Box::new(|c| c.validation.h3_resolution = 16),
+        ),
+        ("shifts.gap", Box::new(|c| c.shifts.gap = Duration::ZERO)),
+        (
+            "trips.timeout",
+            Box::new(|c| c.trips.timeout = Duration::ZERO),
+        ),
+        (
+            "live.snapshot_interval",
+            Box::new(|c| c.live.snapshot_interval = Duration::ZERO),
+        ),
+        (
+            "surge.window",
+            Box::new(|c| c.surge.window = Duration::ZERO),
+        ),
+        (
+            "checkpoint_every",
+            Box::new(|c| {
+                c.checkpoint_dir = Some(c.out.join(".checkpoints"));
+                c.checkpoint_every = Duration::ZERO;
+            }),
+        ),
+        (
+            "drivers",
+            Box::new(|c| {
+                c.input = Input::Generator(GeneratorConfig {
+                    drivers: 0,
+                    ..GeneratorConfig::default()
+                })
+            }),
+        ),
+    ];
+    for (what, change) in cases {
+        let mut cfg = base();
+        change(&mut cfg);
+        let err = start(&cfg).err().expect(what).to_string();
+        assert!(err.contains(what), "{what}: {err}");
+        assert!(
+            !cfg.out.exists(),
+            "{what}: the run wrote {}",
+            cfg.out.display()
+        );
+    }
+    // A zero dedup horizon is valid: ids are remembered until the watermark passes them.
+    let mut cfg = base();
+    cfg.dedup.horizon = Duration::ZERO;
+    assert!(cfg.validate().is_ok());
+}
