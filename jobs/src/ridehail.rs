@@ -301,7 +301,8 @@ pub struct Running {
     dead_counts: Arc<Vec<AtomicU64>>,
     progress: Arc<Progress>,
     started: Instant,
-    checkpointing: bool,
+    /// Whether an interrupt pauses (checkpoints, and an input a resume can read again).
+    pausable: bool,
     paused: Arc<OnceLock<u64>>,
 }
 
@@ -309,15 +310,15 @@ pub struct Running {
 #[derive(Clone, Debug)]
 pub struct Interrupt {
     control: JobControl,
-    checkpointing: bool,
+    pausable: bool,
     paused: Arc<OnceLock<u64>>,
 }
 
 impl Interrupt {
-    /// Whether [`interrupt`](Self::interrupt) pauses the run (it has checkpoints) rather than
-    /// draining it.
+    /// Whether [`interrupt`](Self::interrupt) pauses the run (it has checkpoints, and its input
+    /// is not standard input) rather than draining it.
     pub fn pauses(&self) -> bool {
-        self.checkpointing
+        self.pausable
     }
 
     /// Ends the run early, keeping what it did:
@@ -326,8 +327,10 @@ impl Interrupt {
     ///   then cancels the job; `Ok(Some(id))`. [`RunConfig::resume`] continues from that
     ///   checkpoint, and the output is then the same as that of an uninterrupted run.
     ///   [`Running::finish`] reports it in [`Report::paused_at`].
-    /// - without, it *drains*: the input ends here, as if exhausted: every pending window and
-    ///   timer fires, so the outputs are complete for the input read so far; `Ok(None)`.
+    /// - without checkpoints, or reading standard input (which no resume can read again, so
+    ///   what a pause left uncommitted would be lost), it *drains*: the input ends here, as if
+    ///   exhausted: every pending window and timer fires, and the outputs are complete (and
+    ///   with checkpoints committed) for the input read so far; `Ok(None)`.
     ///
     /// Returns once the checkpoint is complete (at once without checkpoints).
     ///
@@ -335,7 +338,7 @@ impl Interrupt {
     ///
     /// The checkpoint could not be taken (the run has ended, say); the run then goes on.
     pub fn interrupt(&self) -> Result<Option<u64>, JobError> {
-        if !self.checkpointing {
+        if !self.pausable {
             self.control.stop();
             return Ok(None);
         }
@@ -368,7 +371,7 @@ impl Running {
     pub fn interrupt(&self) -> Interrupt {
         Interrupt {
             control: self.handle.control(),
-            checkpointing: self.checkpointing,
+            pausable: self.pausable,
             paused: self.paused.clone(),
         }
     }
@@ -755,7 +758,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         dead_counts,
         progress,
         started,
-        checkpointing: cfg.checkpoint_dir.is_some(),
+        pausable: cfg.checkpoint_dir.is_some() && !cfg.input_is_stdin(),
         paused: Arc::new(OnceLock::new()),
     })
 }

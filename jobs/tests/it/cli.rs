@@ -1,5 +1,5 @@
-//! The `ridehail` binary end to end: the default run, `generate | run --input -`, and the
-//! errors a user meets first (bad flags, unreadable input, unwritable output).
+//! The `ridehail` binary end to end: the default run, `generate | run --input -`, Ctrl-C, and
+//! the errors a user meets first (bad flags, unreadable input, unwritable output).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -254,4 +254,135 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
             .arg(&file),
         "not-a-dir",
     );
+}
+
+/// Lines in the committed files under `dir`, and the hidden (uncommitted) files left.
+fn committed(dir: &Path) -> (u64, Vec<std::path::PathBuf>) {
+    let (mut lines, mut hidden) = (0, Vec::new());
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                hidden.push(p);
+            } else {
+                lines += std::fs::read_to_string(&p).unwrap().lines().count() as u64;
+            }
+        }
+    }
+    (lines, hidden)
+}
+
+/// Sends SIGINT to `child` once `ready` holds (polled), as Ctrl-C would; panics if the child
+/// exits first or `ready` takes more than a minute.
+fn interrupt_when(child: &mut std::process::Child, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready in a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Ctrl-C with checkpoints on a file pauses the run (a checkpoint, then exit 0), and `--resume`
+/// finishes it. On standard input, which no resume could read again, it drains instead: the
+/// input ends there, and everything read is committed, nothing left hidden.
+#[test]
+fn ctrl_c_pauses_a_file_run_and_drains_standard_input() {
+    let dir = temp_dir("ctrl-c");
+    let input = dir.join("in.jsonl");
+    let generated = ridehail()
+        .args(["generate", "--events", "100000", "--out"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+
+    // A file: pause, then resume.
+    let out = dir.join("file");
+    let run = |resume: bool| {
+        let mut c = ridehail();
+        c.args(["run", "--quiet", "--checkpoint-every", "50ms", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let mut child = run(false).spawn().unwrap();
+    interrupt_when(&mut child, || committed(&out.join("backup")).0 > 0);
+    let paused = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&paused.stderr);
+    assert!(paused.status.success(), "{stderr}");
+    assert!(stderr.contains("paused at checkpoint"), "{stderr}");
+    let paused_in = u(&summary(&out), "events_in");
+    assert!(paused_in < 100_000, "the pause did not stop the run early");
+    let resumed = run(true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    let (backup, hidden) = committed(&out.join("backup"));
+    assert!(hidden.is_empty(), "{hidden:?}");
+    assert_eq!(backup, 100_000, "every event backed up once");
+
+    // Standard input: drain.
+    let out = dir.join("stdin");
+    let mut child = ridehail()
+        .args([
+            "run",
+            "--quiet",
+            "--checkpoint-every",
+            "50ms",
+            "--input",
+            "-",
+            "--out",
+        ])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = std::fs::read(&input).unwrap();
+    let half = text[..text.len() / 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    std::io::Write::write_all(&mut stdin, &text[..half]).unwrap();
+    // The pipe stays open: without Ctrl-C the run would wait for more.
+    interrupt_when(&mut child, || committed(&out.join("backup")).0 > 0);
+    let drained = child.wait_with_output().unwrap();
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&drained.stderr);
+    assert!(drained.status.success(), "{stderr}");
+    assert!(stderr.contains("draining"), "{stderr}");
+    assert!(!stderr.contains("paused at"), "{stderr}");
+    let s = summary(&out);
+    let (backup, hidden) = committed(&out.join("backup"));
+    assert!(hidden.is_empty(), "uncommitted after draining: {hidden:?}");
+    assert!(u(&s, "events_in") > 0);
+    assert_eq!(u(&s, "events_in"), u(&s, "valid") + u(&s, "dead_letters"));
+    assert_eq!(backup, u(&s, "unique"), "{s}");
+    let (trips, hidden) = committed(&out.join("trips"));
+    assert!(hidden.is_empty(), "{hidden:?}");
+    assert_eq!(trips, u(&s, "trips_summarised"), "{s}");
 }
