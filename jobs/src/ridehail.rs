@@ -28,7 +28,10 @@
 //! - A resumed run keeps the committed output of the earlier run (the sinks commit what the
 //!   checkpoint had pre-committed and delete every other hidden file), and refuses to continue
 //!   if the input or the output directory differ from the earlier run's. With no complete
-//!   checkpoint in the directory it starts from the beginning, exactly like a fresh run.
+//!   checkpoint in the directory it starts from the beginning, exactly like a fresh run. It may
+//!   run at another parallelism (state moves by key group); the generator then keeps the
+//!   number of sub-cities the run started with (by default one per worker of that run), since
+//!   they make up its input.
 //! - The [`Report`] of a resumed run counts only what that run processed: the input after the
 //!   checkpoint ([`Report::resumed_from`]), part of which the killed run may have processed too.
 //!   The `summary` output is per run.
@@ -513,7 +516,18 @@ const STATE_LAYOUT: u32 = 3;
 /// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
 /// same input and write to the same directory, or its output would be partial or duplicated;
 /// and the layout of its state ([`STATE_LAYOUT`]).
-fn run_identity(cfg: &RunConfig) -> serde_json::Value {
+/// The generator's splits: its own setting, or by default (1) one per worker, unless a resumed
+/// run recorded how many it had: its input is what those splits produce, whatever the
+/// parallelism now.
+fn generator_splits(cfg: &RunConfig, g: &GeneratorConfig, recorded: Option<usize>) -> usize {
+    match (g.splits, recorded) {
+        (1, Some(n)) => n,
+        (1, None) => cfg.parallelism,
+        (n, _) => n,
+    }
+}
+
+fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::Value {
     let absolute = |p: &Path| {
         fs::canonicalize(p)
             .or_else(|_| std::path::absolute(p))
@@ -527,12 +541,11 @@ fn run_identity(cfg: &RunConfig) -> serde_json::Value {
         }
         Input::Stdin => serde_json::json!("-"),
         Input::Generator(g) => {
-            // What the simulation produces: its settings with the effective number of splits,
-            // but not its pace (resuming at another rate is fine).
+            // What the simulation produces: its settings with the effective number of splits
+            // (so that a resume at another parallelism is not refused for its default), but
+            // not its pace (resuming at another rate is fine).
             let mut g = *g;
-            if g.splits == 1 {
-                g.splits = cfg.parallelism;
-            }
+            g.splits = generator_splits(cfg, &g, recorded_splits);
             g.pace = crate::generator::Pace::Unlimited;
             serde_json::json!(format!("generator {g:?}"))
         }
@@ -548,9 +561,16 @@ fn run_identity(cfg: &RunConfig) -> serde_json::Value {
     })
 }
 
-/// Prepares the output and checkpoint directories of a run with checkpoints; returns the
-/// checkpoint to restore (`None`: start from the beginning).
-fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, BoxError> {
+/// What [`prepare_checkpointed`] found.
+struct Prepared {
+    /// The checkpoint to restore (`None`: start from the beginning).
+    restore: Option<PathBuf>,
+    /// The generator splits of the run being resumed, as recorded.
+    generator_splits: Option<usize>,
+}
+
+/// Prepares the output and checkpoint directories of a run with checkpoints.
+fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxError> {
     let latest = if cfg.resume {
         latest_checkpoint(dir)?
     } else {
@@ -558,11 +578,15 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
     };
     let marker = dir.join(RUN_MARKER);
     if let Some(chk) = latest {
+        let mut generator_splits = None;
         match fs::read(&marker) {
             Ok(bytes) => {
                 let recorded: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| format!("{} is corrupt: {e}", marker.display()))?;
-                let now = run_identity(cfg);
+                generator_splits = recorded["generator_splits"]
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok());
+                let now = run_identity(cfg, generator_splits);
                 for (key, what) in [
                     ("input", "input"),
                     ("out", "output directory"),
@@ -587,7 +611,10 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
             Err(e) => return Err(annotate("cannot read", &marker, e).into()),
         }
         prepare_dirs(&cfg.out, &["summary"])?;
-        return Ok(Some(chk));
+        return Ok(Prepared {
+            restore: Some(chk),
+            generator_splits,
+        });
     }
     // A fresh start (also a resume with nothing to resume from: no checkpoint completed, so
     // no output was committed either). The checkpoints go first: were the output cleared first
@@ -597,10 +624,17 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Option<PathBuf>, 
     prepare_dirs(&cfg.out, &OUTPUT_DIRS)?;
     fs::create_dir_all(dir).map_err(|e| annotate("cannot create checkpoint directory", dir, e))?;
     let tmp = dir.join(format!("{RUN_MARKER}.tmp"));
-    fs::write(&tmp, serde_json::to_vec_pretty(&run_identity(cfg))?)
+    let mut identity = run_identity(cfg, None);
+    if let Input::Generator(g) = &cfg.input {
+        identity["generator_splits"] = generator_splits(cfg, g, None).into();
+    }
+    fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)
         .map_err(|e| annotate("cannot write", &tmp, e))?;
     fs::rename(&tmp, &marker).map_err(|e| annotate("cannot write", &marker, e))?;
-    Ok(None)
+    Ok(Prepared {
+        restore: None,
+        generator_splits: None,
+    })
 }
 
 /// Spreads raw lines over every worker when there are fewer inputs (`splits`) than workers:
@@ -650,6 +684,7 @@ fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
 pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     cfg.validate()?;
     let mut config = Config::default().parallelism(cfg.parallelism);
+    let mut recorded_splits = None;
     match &cfg.checkpoint_dir {
         None if cfg.resume => {
             return Err("resuming needs the checkpoint directory of the earlier run".into())
@@ -662,11 +697,12 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             config = config
                 .checkpoint_dir(dir)
                 .checkpoint_every(cfg.checkpoint_every);
-            if let Some(chk) = prepare_checkpointed(cfg, dir)? {
+            let prepared = prepare_checkpointed(cfg, dir)?;
+            if prepared.restore.is_some() {
                 // The newest readable one: should the newest be corrupt, the engine falls back to
                 // the one before it and the sinks roll back what the newer one committed.
-                let _ = chk;
                 config = config.restore(RestoreFrom::Latest);
+                recorded_splits = prepared.generator_splits;
             }
         }
     }
@@ -689,10 +725,8 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     } = match &cfg.input {
         Input::Generator(g) => {
             let mut g = *g;
-            // One sub-city per worker unless asked otherwise.
-            if g.splits == 1 {
-                g.splits = cfg.parallelism;
-            }
+            // One sub-city per worker unless asked otherwise, or as many as the run resumed.
+            g.splits = generator_splits(cfg, &g, recorded_splits);
             ingest.validate.source = "generator".into();
             ingest_generator(&env, CityGenerator::new(g)?, &ingest)
         }

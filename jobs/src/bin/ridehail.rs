@@ -154,7 +154,7 @@ struct RunArgs {
     checkpoint_every: Option<Duration>,
     /// Continue a killed or failed run from its newest checkpoint, keeping
     /// its output (start from the beginning if there is none). Give the same input and --out
-    /// as the run it continues.
+    /// as the run it continues; --parallelism may differ.
     #[arg(long)]
     resume: bool,
     /// How out of order events may be (watermark delay).

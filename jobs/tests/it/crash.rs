@@ -445,14 +445,19 @@ fn resume_needs_checkpoints_and_the_same_run() {
 }
 
 /// Runs `cfg` to the end, pausing it ([`Interrupt`](sluice_jobs::ridehail::Interrupt)) once
-/// `events_in` passes each of `pauses` and resuming it after each; returns how many pauses
-/// took effect.
-fn run_with_pauses(cfg: &sluice_jobs::ridehail::RunConfig, pauses: &[u64]) -> usize {
+/// its own `events_in` passes each of `pauses` and resuming it after each, the `i`-th part at
+/// `parallelism[i]` (the last one for the parts after); returns how many pauses took effect.
+fn run_with_pauses(
+    cfg: &sluice_jobs::ridehail::RunConfig,
+    pauses: &[u64],
+    parallelism: &[usize],
+) -> usize {
     use sluice_jobs::ridehail;
     let mut cfg = cfg.clone();
     let mut paused = 0;
     for (i, &at) in pauses.iter().chain([&u64::MAX]).enumerate() {
         cfg.resume = i > 0;
+        cfg.parallelism = parallelism[i.min(parallelism.len() - 1)];
         let running = ridehail::start(&cfg).unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         while !running.handle().is_finished() && running.events_in() < at {
@@ -496,8 +501,36 @@ fn generated_runs_paused_and_resumed_give_exactly_the_uninterrupted_output() {
         let (expected, _) = committed(&cfg.out);
         cfg.out = dir.join("paused");
         cfg.checkpoint_dir = Some(dir.join("checkpoints"));
-        let paused = run_with_pauses(&cfg, &[lines / 5, lines / 2, lines * 4 / 5]);
+        let paused = run_with_pauses(&cfg, &[lines / 5, lines / 2, lines * 4 / 5], &[parallelism]);
         assert!(paused >= 1, "no pause took effect");
         compare(&cfg.out, &expected, paused);
     }
+}
+
+/// A generated run paused at two workers resumes at one and then at four with the output of an
+/// uninterrupted run at two. The generator makes one sub-city per worker by default, so the
+/// input depends on the parallelism of the run's start; a resume keeps the recorded number of
+/// sub-cities (it used to refuse the resume as "another input").
+#[test]
+fn generated_runs_resume_at_another_parallelism() {
+    use sluice_jobs::generator::GeneratorConfig;
+    use sluice_jobs::ridehail::{Input, RunConfig};
+    let dir = temp_dir("rescale");
+    let lines = 60_000;
+    let mut cfg = RunConfig::new(Input::Generator(GeneratorConfig {
+        duration: None,
+        max_lines: Some(lines),
+        ..GeneratorConfig::default()
+    }));
+    cfg.out = dir.join("reference");
+    sluice_jobs::ridehail::run(&cfg).unwrap();
+    let (expected, _) = committed(&cfg.out);
+    cfg.out = dir.join("rescaled");
+    cfg.checkpoint_dir = Some(dir.join("checkpoints"));
+    // Counted per run: each part pauses after a third of the input of its own.
+    let paused = run_with_pauses(&cfg, &[lines / 3, lines / 3], &[2, 1, 4]);
+    assert_eq!(paused, 2, "both pauses should take effect");
+    compare(&cfg.out, &expected, paused);
+    let marker = std::fs::read_to_string(dir.join("checkpoints/ridehail-run.json")).unwrap();
+    assert!(marker.contains("\"generator_splits\": 2"), "{marker}");
 }
