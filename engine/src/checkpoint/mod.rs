@@ -98,6 +98,13 @@ pub(crate) struct InstanceState {
     pub(crate) txn: Option<Vec<u8>>,
 }
 
+impl InstanceState {
+    /// Whether the instance saved anything to restore (state or a transaction).
+    pub(crate) fn has_state(&self) -> bool {
+        !self.operator.is_empty() || !self.groups.is_empty() || self.txn.is_some()
+    }
+}
+
 /// A whole checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CheckpointData {

@@ -1,5 +1,6 @@
 //! Starting, observing, stopping and joining a job.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +11,9 @@ use std::time::Instant;
 use crossbeam_utils::sync::Parker;
 
 use crate::checkpoint::coordinator::{CheckpointShared, Coordinator, Event};
-use crate::checkpoint::{store, CheckpointData, CheckpointSettings, RestoreFrom, RestoreInfo};
+use crate::checkpoint::{
+    store, CheckpointData, CheckpointSettings, InstanceState, RestoreFrom, RestoreInfo,
+};
 use crate::config::Config;
 use crate::error::{FailureKind, JobError, OpFailure, OperatorName};
 use crate::metrics::{CheckpointMetrics, ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
@@ -548,17 +551,16 @@ fn load_restore(
     let Some((path, data)) = found else {
         return Ok((None, info));
     };
-    if data.names != names {
-        let diff = (0..data.names.len().max(names.len()))
-            .find(|&i| data.names.get(i) != names.get(i))
-            .unwrap_or(0);
-        return Err(JobError::Checkpoint(format!(
-            "{} was taken from a different job: operator {diff} is `{}` there and `{}` here",
-            path.display(),
-            data.names.get(diff).map_or("(none)", String::as_str),
-            names.get(diff).map_or("(none)", String::as_str),
-        )));
-    }
+    let data = if data.names == names {
+        data
+    } else {
+        match_operators(data, names).map_err(|e| {
+            JobError::Checkpoint(format!(
+                "{} was taken from a different job: {e}",
+                path.display()
+            ))
+        })?
+    };
     if data.max_parallelism != config.max_parallelism {
         return Err(JobError::Checkpoint(format!(
             "{} has {} key groups (max_parallelism) but the job is configured with {}; \
@@ -572,4 +574,56 @@ fn load_restore(
     info.id = Some(data.id);
     info.finished = data.is_finished();
     Ok((Some(data), info))
+}
+
+/// Matches a checkpoint taken from a job whose operators differ from `names` to the job: the
+/// `k`-th operator of a name in the job takes the state of the `k`-th operator of that name in
+/// the checkpoint (for the same graph, the same operator), as Flink matches operators by uid.
+/// So operators without state may come and go between a checkpoint and its restore (a stage
+/// that only exists at some parallelism, say); an operator new to the job starts empty. An
+/// operator of the checkpoint that held state and has no match in the job is an error: its
+/// state would be lost.
+fn match_operators(mut data: CheckpointData, names: &[String]) -> Result<CheckpointData, String> {
+    fn numbered(names: &[String]) -> Vec<(&str, usize)> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        names
+            .iter()
+            .map(|n| {
+                let k = seen.entry(n.as_str()).or_default();
+                *k += 1;
+                (n.as_str(), *k)
+            })
+            .collect()
+    }
+    let old: HashMap<(&str, usize), usize> = numbered(&data.names)
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    let mut matched = vec![false; data.names.len()];
+    let picks: Vec<Option<usize>> = numbered(names)
+        .into_iter()
+        .map(|k| old.get(&k).copied())
+        .collect();
+    for &i in picks.iter().flatten() {
+        matched[i] = true;
+    }
+    if let Some(i) = (0..data.names.len())
+        .find(|&i| !matched[i] && data.instances[i].iter().any(InstanceState::has_state))
+    {
+        return Err(format!(
+            "its operator {i} `{}` has state, and this job has no operator of that name to \
+             restore it into (operators there: {:?}; here: {names:?})",
+            data.names[i], data.names
+        ));
+    }
+    data.instances = picks
+        .iter()
+        .map(|p| {
+            p.map(|i| std::mem::take(&mut data.instances[i]))
+                .unwrap_or_default()
+        })
+        .collect();
+    data.names = names.to_vec();
+    Ok(data)
 }

@@ -507,30 +507,49 @@ fn generated_runs_paused_and_resumed_give_exactly_the_uninterrupted_output() {
     }
 }
 
-/// A generated run paused at two workers resumes at one and then at four with the output of an
-/// uninterrupted run at two. The generator makes one sub-city per worker by default, so the
-/// input depends on the parallelism of the run's start; a resume keeps the recorded number of
-/// sub-cities (it used to refuse the resume as "another input").
+/// A run paused at two workers resumes at one and then at four with the output of an
+/// uninterrupted run at two, on generated input and on a file. The generator makes one
+/// sub-city per worker by default, so its input depends on the parallelism of the run's start:
+/// a resume keeps the recorded number of sub-cities (it used to refuse the resume as "another
+/// input"). A file read at fewer workers than it is parsed on is spread over them by a stage
+/// that exists only then: the engine matches operators by name (it used to refuse the
+/// checkpoint as "a different job").
 #[test]
-fn generated_runs_resume_at_another_parallelism() {
-    use sluice_jobs::generator::GeneratorConfig;
+fn runs_resume_at_another_parallelism() {
+    use sluice_jobs::generator::{CityGenerator, GeneratorConfig};
     use sluice_jobs::ridehail::{Input, RunConfig};
     let dir = temp_dir("rescale");
     let lines = 60_000;
-    let mut cfg = RunConfig::new(Input::Generator(GeneratorConfig {
+    let generator = GeneratorConfig {
         duration: None,
         max_lines: Some(lines),
         ..GeneratorConfig::default()
-    }));
-    cfg.out = dir.join("reference");
-    sluice_jobs::ridehail::run(&cfg).unwrap();
-    let (expected, _) = committed(&cfg.out);
-    cfg.out = dir.join("rescaled");
-    cfg.checkpoint_dir = Some(dir.join("checkpoints"));
-    // Counted per run: each part pauses after a third of the input of its own.
-    let paused = run_with_pauses(&cfg, &[lines / 3, lines / 3], &[2, 1, 4]);
-    assert_eq!(paused, 2, "both pauses should take effect");
-    compare(&cfg.out, &expected, paused);
-    let marker = std::fs::read_to_string(dir.join("checkpoints/ridehail-run.json")).unwrap();
-    assert!(marker.contains("\"generator_splits\": 2"), "{marker}");
+    };
+    let file = dir.join("input.jsonl");
+    let text: String = CityGenerator::new(generator)
+        .unwrap()
+        .lines()
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    for (name, input) in [
+        ("generated", Input::Generator(generator)),
+        ("file", Input::Files(vec![file.clone()])),
+    ] {
+        let mut cfg = RunConfig::new(input);
+        cfg.out = dir.join(format!("{name}-reference"));
+        sluice_jobs::ridehail::run(&cfg).unwrap();
+        let (expected, _) = committed(&cfg.out);
+        cfg.out = dir.join(format!("{name}-rescaled"));
+        let checkpoints = dir.join(format!("{name}-checkpoints"));
+        cfg.checkpoint_dir = Some(checkpoints.clone());
+        // Counted per run: each part pauses after a third of the input of its own.
+        let paused = run_with_pauses(&cfg, &[lines / 3, lines / 3], &[2, 1, 4]);
+        assert_eq!(paused, 2, "{name}: both pauses should take effect");
+        compare(&cfg.out, &expected, paused);
+        if name == "generated" {
+            let marker = std::fs::read_to_string(checkpoints.join("ridehail-run.json")).unwrap();
+            assert!(marker.contains("\"generator_splits\": 2"), "{marker}");
+        }
+    }
 }
