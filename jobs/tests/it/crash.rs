@@ -162,12 +162,7 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
             .arg(out);
         c
     };
-    let reference = dir.join("reference");
-    let timer = Instant::now();
-    check(&run(&reference).output().unwrap(), "the reference run");
-    let span = timer.elapsed().as_millis().max(20) as u64;
-    let (expected, hidden) = committed(&reference);
-    assert!(hidden.is_empty(), "{hidden:?}");
+    let (expected, span) = reference_run(&run, &dir);
     for (name, lines) in &expected {
         let n = total(lines);
         let floor = if name == "shifts-late" { 0 } else { 10 };
@@ -221,12 +216,7 @@ fn killed_and_resumed_generated_runs_at_two_workers_give_exactly_the_failure_fre
         .arg(out);
         c
     };
-    let reference = dir.join("reference");
-    let timer = Instant::now();
-    check(&run(&reference).output().unwrap(), "the reference run");
-    let span = timer.elapsed().as_millis().max(20) as u64;
-    let (expected, hidden) = committed(&reference);
-    assert!(hidden.is_empty(), "{hidden:?}");
+    let (expected, span) = reference_run(&run, &dir);
     for name in [
         "backup",
         "surge",
@@ -243,6 +233,21 @@ fn killed_and_resumed_generated_runs_at_two_workers_give_exactly_the_failure_fre
         "ridehail crash test (generated, two workers): {crashes}; {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Runs `run` once without failures into `dir/reference`; returns its committed output and how
+/// long it took (ms).
+fn reference_run(
+    run: &dyn Fn(&Path) -> std::process::Command,
+    dir: &Path,
+) -> (BTreeMap<String, Lines>, u64) {
+    let reference = dir.join("reference");
+    let timer = Instant::now();
+    check(&run(&reference).output().unwrap(), "the reference run");
+    let span = timer.elapsed().as_millis().max(20) as u64;
+    let (expected, hidden) = committed(&reference);
+    assert!(hidden.is_empty(), "{hidden:?}");
+    (expected, span)
 }
 
 /// What [`kill_and_resume`] did.
