@@ -50,8 +50,9 @@
 
 use std::time::Duration;
 
-use crate::event::{EventId, RideEvent};
 use sluice_engine::prelude::*;
+
+use crate::event::{EventId, RideEvent};
 
 /// Deduplication settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

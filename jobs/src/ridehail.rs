@@ -513,9 +513,6 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
 /// dedup key is an [`EventId`](crate::event::EventId), for the same reason.
 const STATE_LAYOUT: u32 = 3;
 
-/// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
-/// same input and write to the same directory, or its output would be partial or duplicated;
-/// and the layout of its state ([`STATE_LAYOUT`]).
 /// The generator's splits: its own setting, or by default (1) one per worker, unless a resumed
 /// run recorded how many it had: its input is what those splits produce, whatever the
 /// parallelism now.
@@ -527,6 +524,10 @@ fn generator_splits(cfg: &RunConfig, g: &GeneratorConfig, recorded: Option<usize
     }
 }
 
+/// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
+/// same input and write to the same directory, or its output would be partial or duplicated;
+/// and the layout of its state ([`STATE_LAYOUT`]). `recorded_splits`: see
+/// [`generator_splits`].
 fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::Value {
     let absolute = |p: &Path| {
         fs::canonicalize(p)

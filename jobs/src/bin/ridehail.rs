@@ -359,8 +359,8 @@ fn run(args: RunArgs) -> Result<()> {
 /// Ctrl-C (or SIGTERM) ends the run early without losing it: with checkpoints it pauses (a
 /// checkpoint commits the output so far; `--resume` continues), without them or on standard
 /// input (which no resume can read again) it drains (the input ends here and every window
-/// fires). A second Ctrl-C exits at once, as a kill would: the output
-/// of the last checkpoint stays, and `--resume` still continues from it.
+/// fires). A second Ctrl-C exits at once, as a kill would: the output of the last checkpoint
+/// stays, and `--resume` still continues from it.
 fn install_interrupt(running: &ridehail::Running) -> Result<()> {
     let interrupt = running.interrupt();
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
