@@ -334,7 +334,7 @@ fn run(env: &StreamEnv, watch: bool) -> (JobMetrics, Checkpoints) {
         while !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(10));
             let c = handle.metrics().checkpoints;
-            if c.completed > 0 && seen.last().map_or(true, |l| l.last_id != c.last_id) {
+            if c.completed > 0 && seen.last().is_none_or(|l| l.last_id != c.last_id) {
                 seen.push(c);
             }
         }

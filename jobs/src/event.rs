@@ -1061,7 +1061,7 @@ pub fn accept_event(
             dropoff,
         } => {
             text_bytes += rider_id.len();
-            point_ok(pickup) && dropoff.as_ref().map_or(true, point_ok)
+            point_ok(pickup) && dropoff.as_ref().is_none_or(point_ok)
         }
         Payload::DriverAvailable {
             driver_id,
@@ -1088,8 +1088,8 @@ pub fn accept_event(
         } => {
             text_bytes += trip_id.len() + driver_id.len() + rider_id.len();
             point_ok(start)
-                && estimated_duration.map_or(true, amount_ok)
-                && estimated_fare.map_or(true, amount_ok)
+                && estimated_duration.is_none_or(amount_ok)
+                && estimated_fare.is_none_or(amount_ok)
         }
         Payload::TripCompleted {
             trip_id,
@@ -1103,7 +1103,7 @@ pub fn accept_event(
             point_ok(end)
                 && amount_ok(*actual_fare)
                 && amount_ok(*actual_duration)
-                && rating.map_or(true, rating_ok)
+                && rating.is_none_or(rating_ok)
         }
         Payload::TripCancelled {
             trip_id,

@@ -296,7 +296,7 @@ impl KeyedProcessFunction<Id, RideEvent> for CancelResolver {
         if let Payload::TripStarted { driver_id, .. } = &e.payload {
             // Written with the start's own timestamp, so the TTL counts from the start.
             let table = ctx.value(self.started);
-            if table.get(key).map_or(true, |(_, t)| e.timestamp < *t) {
+            if table.get(key).is_none_or(|(_, t)| e.timestamp < *t) {
                 table.set(key, (driver_id.clone(), e.timestamp));
             }
             return;
@@ -387,7 +387,7 @@ impl Current {
                 self.status = DriverStatus::Offline;
             }
             Payload::TripStarted { trip_id, .. } => {
-                if self.trip.as_ref().map_or(true, |(t, _)| t != trip_id) {
+                if self.trip.as_ref().is_none_or(|(t, _)| t != trip_id) {
                     self.end_trip(deltas);
                     let zone = e.zone().cloned().unwrap_or(Arc::from("unknown"));
                     deltas.push((zone.clone(), 1));

@@ -32,6 +32,8 @@
 //!   run at another parallelism (state moves by key group); the generator then keeps the
 //!   number of sub-cities the run started with (by default one per worker of that run), since
 //!   they make up its input.
+//! - A run locks its output directory and its checkpoint directory ([`LOCK_FILE`]) for as long
+//!   as it runs: a second run on either is refused before it clears or writes anything.
 //! - The [`Report`] of a resumed run counts only what that run processed: the input after the
 //!   checkpoint ([`Report::resumed_from`]), part of which the killed run may have processed too.
 //!   The `summary` output is per run.
@@ -307,6 +309,8 @@ pub struct Running {
     /// Whether an interrupt pauses (checkpoints, and an input a resume can read again).
     pausable: bool,
     paused: Arc<OnceLock<u64>>,
+    /// Released when the run is dropped (after [`Running::finish`]).
+    _locks: Vec<DirLock>,
 }
 
 /// Interrupts a [`Running`] run from another thread (a Ctrl-C handler): [`Running::interrupt`].
@@ -447,6 +451,41 @@ impl Running {
 /// An I/O error naming the directory.
 pub fn prepare_output(out: &Path) -> io::Result<()> {
     prepare_dirs(out, &OUTPUT_DIRS)
+}
+
+/// The lock file a run holds in its output directory, and in its checkpoint directory if that
+/// is elsewhere.
+pub const LOCK_FILE: &str = ".ridehail.lock";
+
+/// An exclusive lock on a directory, held while a run uses it: a second run on the same
+/// directory is refused rather than clearing and overwriting the files of the first. The
+/// operating system releases it when the file is closed or the process ends, however it ends
+/// (a killed run does not leave its directory locked).
+#[derive(Debug)]
+struct DirLock {
+    _file: fs::File,
+}
+
+fn lock_dir(dir: &Path, what: &str) -> Result<DirLock, BoxError> {
+    fs::create_dir_all(dir).map_err(|e| annotate(&format!("cannot create {what}"), dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| annotate("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(format!(
+            "{what} {} is in use by another run (it holds {}); wait for it to end, or choose \
+             another directory",
+            dir.display(),
+            path.display()
+        )
+        .into()),
+        Err(fs::TryLockError::Error(e)) => Err(annotate("cannot lock", &path, e).into()),
+    }
 }
 
 /// Creates `out`, checks that it can be written and removes its subdirectories `clear`.
@@ -684,6 +723,16 @@ fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
 /// output directory that cannot be written.
 pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     cfg.validate()?;
+    // Before anything in them is cleared or written.
+    let mut locks = vec![lock_dir(&cfg.out, "output directory")?];
+    if let Some(dir) = &cfg.checkpoint_dir {
+        fs::create_dir_all(dir)
+            .map_err(|e| annotate("cannot create checkpoint directory", dir, e))?;
+        // Unless it is the output directory itself, locked already.
+        if fs::canonicalize(dir)? != fs::canonicalize(&cfg.out)? {
+            locks.push(lock_dir(dir, "checkpoint directory")?);
+        }
+    }
     let mut config = Config::default().parallelism(cfg.parallelism);
     let mut recorded_splits = None;
     match &cfg.checkpoint_dir {
@@ -794,6 +843,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         progress,
         started,
         pausable: cfg.checkpoint_dir.is_some() && !cfg.input_is_stdin(),
+        _locks: locks,
         paused: Arc::new(OnceLock::new()),
     })
 }

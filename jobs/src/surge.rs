@@ -314,7 +314,7 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverSupply {
         let pending = ctx
             .value(self.pending)
             .get_or_insert_with(driver, VecDeque::new);
-        let at = if pending.back().map_or(true, |b| order(b) <= order(&e)) {
+        let at = if pending.back().is_none_or(|b| order(b) <= order(&e)) {
             pending.len()
         } else {
             pending.partition_point(|p| order(p) <= order(&e))

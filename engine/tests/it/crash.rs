@@ -40,7 +40,7 @@ fn build(env: &StreamEnv, input: &Path, out: &Path, slow: bool) {
             (ts, key as u32, value)
         })
         .inspect(move |_| {
-            if slow && seen.fetch_add(1, Ordering::Relaxed) % 10 == 0 {
+            if slow && seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(10) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         })

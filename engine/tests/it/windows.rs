@@ -1130,7 +1130,7 @@ fn windows_still_open_at_the_end_of_bounded_input_fire() {
         };
         let want: Vec<_> = [(0, 34), (1, 33), (2, 33)]
             .into_iter()
-            .flat_map(|(k, n)| std::iter::repeat((k, n, false)).take(per_window))
+            .flat_map(|(k, n)| std::iter::repeat_n((k, n, false), per_window))
             .collect();
         assert_eq!(out.sorted_values(), want, "{spec:?}");
     }

@@ -670,7 +670,7 @@ impl City {
                 continue;
             }
             let dist = self.distance((d.lat, d.lon), to);
-            if best.map_or(true, |(b, _)| dist < b) {
+            if best.is_none_or(|(b, _)| dist < b) {
                 best = Some((dist, i as u32));
             }
         }

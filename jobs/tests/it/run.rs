@@ -151,3 +151,43 @@ fn settings_out_of_range_are_refused_before_the_run_starts() {
     cfg.dedup.horizon = Duration::ZERO;
     assert!(cfg.validate().is_ok());
 }
+
+/// A second run on the output or checkpoint directory of a running one is refused before it
+/// clears or writes anything; once the first has ended, the directory is free again.
+#[test]
+fn a_directory_in_use_by_a_run_is_refused_to_a_second_one() {
+    use sluice_jobs::generator::Pace;
+    let dir = temp_dir("run", "locked");
+    let mut cfg = RunConfig::new(Input::Generator(GeneratorConfig {
+        duration: None,
+        max_lines: Some(1_000_000),
+        // Slow enough to be running while the second run tries.
+        pace: Pace::LinesPerSec(2_000.0),
+        ..GeneratorConfig::default()
+    }));
+    cfg.out = dir.join("out");
+    cfg.checkpoint_dir = Some(dir.join("checkpoints"));
+    let first = start(&cfg).unwrap();
+
+    let mut same_out = cfg.clone();
+    same_out.checkpoint_dir = Some(dir.join("other-checkpoints"));
+    let err = start(&same_out).err().expect("refused").to_string();
+    assert!(err.contains("in use by another run"), "{err}");
+    let mut same_checkpoints = cfg.clone();
+    same_checkpoints.out = dir.join("other-out");
+    let err = start(&same_checkpoints).err().expect("refused").to_string();
+    assert!(err.contains("checkpoint directory"), "{err}");
+    assert!(err.contains("in use by another run"), "{err}");
+
+    // The first run goes on undisturbed; stopped, it frees both directories.
+    first.interrupt().interrupt().unwrap();
+    first.finish().unwrap();
+    let mut again = cfg.clone();
+    again.input = Input::Generator(GeneratorConfig {
+        duration: None,
+        max_lines: Some(1_000),
+        ..GeneratorConfig::default()
+    });
+    let report = start(&again).unwrap().finish().unwrap();
+    assert_eq!(report.events_in, 1_000);
+}
