@@ -210,6 +210,12 @@ impl<T: Data> Stream<T> {
     }
 
     /// Names the operator that produces this stream (shown in metrics and errors).
+    ///
+    /// # Checkpointing
+    ///
+    /// A restore matches a checkpoint's operators to the job's by name (the `k`-th of a name to
+    /// the `k`-th of that name), so a stateful operator should have a name of its own, kept
+    /// from one version of the job to the next, as Flink's `uid`.
     pub fn name(self, name: &str) -> Self {
         if self.port == 0 {
             self.env
@@ -486,7 +492,8 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Names the sink operator (shown in metrics and errors).
+    /// Names the sink operator (shown in metrics and errors, and matched on restore: see
+    /// [`Stream::name`]).
     pub fn name(self, name: &str) -> Self {
         let node = self.node;
         self.env

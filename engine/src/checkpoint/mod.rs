@@ -111,7 +111,7 @@ pub(crate) struct CheckpointData {
     pub(crate) id: u64,
     pub(crate) parallelism: usize,
     pub(crate) max_parallelism: usize,
-    /// Operator names, by operator id: a restore checks the job graph matches.
+    /// Operator names, by operator id: a restore matches operators to the job's by name.
     pub(crate) names: Vec<String>,
     /// `instances[op][worker]`.
     pub(crate) instances: Vec<Vec<InstanceState>>,
