@@ -575,6 +575,7 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
             .display()
             .to_string()
     };
+    let mut splits = None;
     let input = match &cfg.input {
         Input::Files(paths) => {
             serde_json::json!(paths.iter().map(|p| absolute(p)).collect::<Vec<_>>())
@@ -586,6 +587,7 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
             // not its pace (resuming at another rate is fine).
             let mut g = *g;
             g.splits = generator_splits(cfg, &g, recorded_splits);
+            splits = Some(g.splits);
             g.pace = crate::generator::Pace::Unlimited;
             serde_json::json!(format!("generator {g:?}"))
         }
@@ -598,6 +600,7 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
         "input": input,
         "jobs": jobs,
         "state": STATE_LAYOUT,
+        "generator_splits": splits,
     })
 }
 
@@ -664,11 +667,7 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxErro
     prepare_dirs(&cfg.out, &OUTPUT_DIRS)?;
     fs::create_dir_all(dir).map_err(|e| annotate("cannot create checkpoint directory", dir, e))?;
     let tmp = dir.join(format!("{RUN_MARKER}.tmp"));
-    let mut identity = run_identity(cfg, None);
-    if let Input::Generator(g) = &cfg.input {
-        identity["generator_splits"] = generator_splits(cfg, g, None).into();
-    }
-    fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)
+    fs::write(&tmp, serde_json::to_vec_pretty(&run_identity(cfg, None))?)
         .map_err(|e| annotate("cannot write", &tmp, e))?;
     fs::rename(&tmp, &marker).map_err(|e| annotate("cannot write", &marker, e))?;
     Ok(Prepared {

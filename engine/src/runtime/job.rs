@@ -158,10 +158,10 @@ pub struct JobHandle {
     threads: Vec<JoinHandle<()>>,
     coordinator: Option<JoinHandle<()>>,
     restore_info: RestoreInfo,
-    job: Arc<JobShared>,
     first_failure: Arc<Mutex<Option<(usize, OpFailure)>>>,
     observer: JobObserver,
-    cancelled: Arc<AtomicBool>,
+    /// The shared job state and the cancelled flag, as handed out by [`control`](Self::control).
+    control: JobControl,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -186,13 +186,13 @@ impl JobHandle {
 
     /// Asks the job to stop gracefully: see [`JobControl::stop`].
     pub fn stop(&self) {
-        self.control().stop();
+        self.control.stop();
     }
 
     /// Aborts the job: see [`JobControl::cancel`]. [`join`](Self::join) then returns
     /// [`JobError::Cancelled`].
     pub fn cancel(&self) {
-        self.control().cancel();
+        self.control.cancel();
     }
 
     /// Takes a savepoint: see [`JobControl::savepoint`].
@@ -201,7 +201,7 @@ impl JobHandle {
     ///
     /// As [`JobControl::savepoint`].
     pub fn savepoint(&self) -> Result<PathBuf, JobError> {
-        self.control().savepoint()
+        self.control.savepoint()
     }
 
     /// Takes a regular checkpoint now: see [`JobControl::checkpoint`].
@@ -210,16 +210,13 @@ impl JobHandle {
     ///
     /// As [`JobControl::checkpoint`].
     pub fn checkpoint(&self) -> Result<PathBuf, JobError> {
-        self.control().checkpoint()
+        self.control.checkpoint()
     }
 
     /// A handle to stop, cancel or checkpoint the job from another thread (a signal handler,
     /// say) while this one waits in [`join`](Self::join).
     pub fn control(&self) -> JobControl {
-        JobControl {
-            job: self.job.clone(),
-            cancelled: self.cancelled.clone(),
-        }
+        self.control.clone()
     }
 
     /// What the job restored from (empty without checkpointing or on a fresh start).
@@ -244,9 +241,10 @@ impl JobHandle {
             let _ = t.join();
         }
         let failure = self.first_failure.lock().expect("failure slot").take();
-        if let Some(cp) = &self.job.checkpoint {
+        let JobControl { job, cancelled } = &self.control;
+        if let Some(cp) = &job.checkpoint {
             // The final checkpoint commits the output written since the last one.
-            let ok = failure.is_none() && !self.cancelled.load(Ordering::Relaxed);
+            let ok = failure.is_none() && !cancelled.load(Ordering::Relaxed);
             let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = cp.events.send(Event::JobEnded { ok, reply: tx });
             let ended = rx
@@ -255,7 +253,7 @@ impl JobHandle {
             if let Some(t) = self.coordinator.take() {
                 let _ = t.join();
             }
-            if let Some(message) = self.job.checkpoint_failure.lock().take() {
+            if let Some(message) = job.checkpoint_failure.lock().take() {
                 return Err(JobError::Checkpoint(message));
             }
             ended.map_err(JobError::Checkpoint)?;
@@ -265,8 +263,7 @@ impl JobHandle {
             Some((worker, f)) => {
                 let operator = OperatorName {
                     id: f.op,
-                    name: self
-                        .job
+                    name: job
                         .names
                         .get(f.op)
                         .cloned()
@@ -286,7 +283,7 @@ impl JobHandle {
                     FailureKind::Aborted => JobError::Cancelled,
                 })
             }
-            None if self.cancelled.load(Ordering::Relaxed) => Err(JobError::Cancelled),
+            None if cancelled.load(Ordering::Relaxed) => Err(JobError::Cancelled),
             None => Ok(metrics),
         }
     }
@@ -492,9 +489,11 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
             side_names: Arc::new(side_names),
             started: Instant::now(),
         },
-        job,
         first_failure,
-        cancelled: Arc::new(AtomicBool::new(false)),
+        control: JobControl {
+            job,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        },
     })
 }
 

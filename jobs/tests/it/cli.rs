@@ -15,20 +15,14 @@ fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("summary is JSON")
 }
 
+/// Lines in every file under `dir`, committed or not.
 fn count_lines(dir: &Path) -> u64 {
-    let mut n = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            n += count_lines(&p);
-        } else {
-            n += std::fs::read_to_string(&p).unwrap().lines().count() as u64;
-        }
-    }
-    n
+    let (committed, hidden) = committed(dir);
+    committed + hidden.iter().map(|p| lines_in(p)).sum::<u64>()
+}
+
+fn lines_in(file: &Path) -> u64 {
+    std::fs::read_to_string(file).unwrap().lines().count() as u64
 }
 
 fn u(v: &serde_json::Value, k: &str) -> u64 {
@@ -268,7 +262,7 @@ fn committed(dir: &Path) -> (u64, Vec<std::path::PathBuf>) {
             } else if p.file_name().unwrap().to_string_lossy().starts_with('.') {
                 hidden.push(p);
             } else {
-                lines += std::fs::read_to_string(&p).unwrap().lines().count() as u64;
+                lines += lines_in(&p);
             }
         }
     }
