@@ -90,6 +90,14 @@ impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
             inner: self.inner.max_line_bytes(n),
         }
     }
+
+    /// Reads each file as `n` splits, as [`LinesSource::stripes`](crate::LinesSource::stripes)
+    /// does.
+    pub fn stripes(self, n: usize) -> Self {
+        Self {
+            inner: self.inner.stripes(n),
+        }
+    }
 }
 
 impl<T: DeserializeOwned + 'static> Source<Result<T, BadLine>> for JsonLinesSource<T> {

@@ -31,7 +31,9 @@ pub use collect::CollectSink;
 pub use generator::{GeneratorSource, SplitMix64};
 pub use json_sink::JsonLinesSink;
 pub use json_source::JsonLinesSource;
-pub use lines::{BadLine, BadLineReason, Line, LinesSource, DEFAULT_MAX_LINE_BYTES, STDIN_NAME};
+pub use lines::{
+    BadLine, BadLineReason, Line, LinesSource, DEFAULT_MAX_LINE_BYTES, STDIN_NAME, STRIPE_BLOCK,
+};
 pub use partitioned_sink::{
     civil_from_days, hour_partition, LineEncoder, PartitionedJsonLinesSink, SerdeJson,
     NO_TIMESTAMP_DIR,

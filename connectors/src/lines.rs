@@ -132,9 +132,21 @@ impl std::ops::Deref for Line {
 /// Records carry no timestamp. Lines are read into a reused buffer; the only allocation per good
 /// line is the `String` of its text.
 ///
+/// # Stripes: one file read by several workers
+///
+/// By default a file is one split, read and decoded by one worker. With
+/// [`stripes(n)`](Self::stripes) each file is `n` splits: stripe `r` emits the lines that
+/// *start* in a [`STRIPE_BLOCK`]-byte block whose number is `r` modulo `n`, so every line
+/// belongs to exactly one stripe, and each stripe covers the whole file in file order (its
+/// event time advances as the file's does, which keeps per-split watermarks and alignment
+/// meaningful). A stripe seeks over the blocks of the others, reading only the line each skip
+/// lands in. Which line goes where depends on the bytes only, never on timing. Standard input
+/// is always one split.
+///
 /// # Checkpointing
 ///
-/// A split's position is the byte offset of its next unread line. Opening a file split at a
+/// A split's position is the byte offset of its next unread line (for a stripe, of the next
+/// line it would look at). Opening a file split at a
 /// position seeks there. The position must be inside the file and at the start of a line (the
 /// byte before it a `\n`), or the open fails: restoring against a different file is an error,
 /// not garbage. Standard input cannot seek: only position 0 is accepted.
@@ -170,6 +182,10 @@ pub struct LinesSource {
     inner: LineSource<Raw>,
 }
 
+/// The size of the blocks that [`LinesSource::stripes`] deals out: 64 KiB, some hundreds of
+/// typical event lines.
+pub const STRIPE_BLOCK: u64 = 64 * 1024;
+
 impl LinesSource {
     /// Reads `paths`, one split per file. The paths must be distinct.
     pub fn files<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
@@ -190,6 +206,15 @@ impl LinesSource {
     pub fn max_line_bytes(self, n: usize) -> Self {
         Self {
             inner: self.inner.max_line_bytes(n),
+        }
+    }
+
+    /// Reads each file as `n` splits, its stripes (see [Stripes](Self#stripes-one-file-read-by-several-workers));
+    /// default 1, and 0 counts as 1. The split ids depend on `n`: a checkpoint restores only
+    /// into a source with the same number of stripes.
+    pub fn stripes(self, n: usize) -> Self {
+        Self {
+            inner: self.inner.stripes(n),
         }
     }
 }
@@ -244,6 +269,8 @@ enum Input {
 pub(crate) struct LineSource<D> {
     input: Input,
     max_line_bytes: usize,
+    /// Splits per file (at least 1).
+    stripes: usize,
     _decode: PhantomData<fn() -> D>,
 }
 
@@ -252,6 +279,7 @@ impl<D> Clone for LineSource<D> {
         Self {
             input: self.input.clone(),
             max_line_bytes: self.max_line_bytes,
+            stripes: self.stripes,
             _decode: PhantomData,
         }
     }
@@ -262,6 +290,7 @@ impl<D> fmt::Debug for LineSource<D> {
         f.debug_struct("LineSource")
             .field("input", &self.input)
             .field("max_line_bytes", &self.max_line_bytes)
+            .field("stripes", &self.stripes)
             .finish()
     }
 }
@@ -279,6 +308,7 @@ impl<D: Decode> LineSource<D> {
         Self {
             input,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            stripes: 1,
             _decode: PhantomData,
         }
     }
@@ -287,6 +317,20 @@ impl<D: Decode> LineSource<D> {
         self.max_line_bytes = n;
         self
     }
+
+    pub(crate) fn stripes(mut self, n: usize) -> Self {
+        self.stripes = n.max(1);
+        self
+    }
+
+    /// The id of stripe `r` of the file `path` (the path alone when the file is one split).
+    fn split_id(&self, path: &std::path::Path, r: usize) -> String {
+        if self.stripes == 1 {
+            path.display().to_string()
+        } else {
+            format!("{} [stripe {r} of {}]", path.display(), self.stripes)
+        }
+    }
 }
 
 impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
@@ -294,13 +338,14 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
         match &self.input {
             Input::Stdin => Ok(vec![Split::new("stdin", 0)]),
             Input::Files(paths) => {
-                let mut splits: Vec<Split> = Vec::with_capacity(paths.len());
+                let mut splits: Vec<Split> = Vec::with_capacity(paths.len() * self.stripes);
                 for (i, path) in paths.iter().enumerate() {
-                    let id = path.display().to_string();
-                    if splits.iter().any(|s| s.id == id) {
-                        return Err(format!("file `{id}` is listed twice").into());
+                    if paths[..i].contains(path) {
+                        return Err(format!("file `{}` is listed twice", path.display()).into());
                     }
-                    splits.push(Split::new(id, i));
+                    for r in 0..self.stripes {
+                        splits.push(Split::new(self.split_id(path, r), i * self.stripes + r));
+                    }
                 }
                 Ok(splits)
             }
@@ -330,18 +375,23 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                 )))
             }
             Input::Files(paths) => {
+                let (file_index, stripe) = (split.index / self.stripes, split.index % self.stripes);
                 let path = paths
-                    .get(split.index)
-                    .filter(|p| p.display().to_string() == split.id)
+                    .get(file_index)
+                    .filter(|p| self.split_id(p, stripe) == split.id)
                     .ok_or_else(|| format!("split `{}` is not a file of this source", split.id))?;
                 let name = path.display().to_string();
-                let file = open_at(File::open(path), position, &name)?;
+                let (file, len) = open_at(File::open(path), position, &name)?;
                 let feed = FileFeed {
                     framer: LineFramer::new(file, position, self.max_line_bytes),
                     line: Vec::new(),
                     name: name.clone(),
+                    stripe: stripe as u64,
+                    stripes: self.stripes as u64,
+                    len,
+                    ended: false,
                 };
-                let input = u32::try_from(split.index)
+                let input = u32::try_from(file_index)
                     .map_err(|_| format!("split `{}`: too many input files", split.id))?;
                 Ok(Box::new(LineReader::<D, _>::new(
                     feed,
@@ -359,13 +409,14 @@ fn in_file(e: io::Error, name: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{name}: {e}"))
 }
 
-/// Seeks a freshly opened file to `position`, checking that a line starts there.
-fn open_at(file: io::Result<File>, position: u64, name: &str) -> io::Result<File> {
+/// Seeks a freshly opened file to `position`, checking that a line starts there. Returns the
+/// file and its length.
+fn open_at(file: io::Result<File>, position: u64, name: &str) -> io::Result<(File, u64)> {
     let mut file = file.map_err(|e| in_file(e, name))?;
-    if position == 0 {
-        return Ok(file);
-    }
     let len = file.metadata().map_err(|e| in_file(e, name))?.len();
+    if position == 0 {
+        return Ok((file, len));
+    }
     let misplaced = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -386,7 +437,7 @@ fn open_at(file: io::Result<File>, position: u64, name: &str) -> io::Result<File
     }
     file.seek(SeekFrom::Start(position))
         .map_err(|e| in_file(e, name))?;
-    Ok(file)
+    Ok((file, len))
 }
 
 /// What a [`LineFeed`] has next.
@@ -407,15 +458,47 @@ pub(crate) trait LineFeed {
     fn position(&self) -> u64;
 }
 
-/// A file, read directly on the worker (disk reads do not block for long).
+/// A file (or one stripe of it), read directly on the worker (disk reads do not block for
+/// long).
 struct FileFeed {
     framer: LineFramer<File>,
     line: Vec<u8>,
     name: String,
+    /// Which stripe of how many (0 of 1: the whole file).
+    stripe: u64,
+    stripes: u64,
+    /// The file's length when it was opened.
+    len: u64,
+    /// A skip ran into the end of the file.
+    ended: bool,
+}
+
+impl FileFeed {
+    /// Moves past the lines of other stripes. `false` at the end of the file.
+    fn skip_others(&mut self) -> io::Result<bool> {
+        loop {
+            let block = self.framer.offset() / STRIPE_BLOCK;
+            let behind = (self.stripe + self.stripes - block % self.stripes) % self.stripes;
+            if behind == 0 {
+                return Ok(true);
+            }
+            let target = (block + behind) * STRIPE_BLOCK;
+            if target >= self.len || !self.framer.skip_to(target, &mut self.line)? {
+                return Ok(false);
+            }
+        }
+    }
 }
 
 impl LineFeed for FileFeed {
     fn next(&mut self) -> Result<Next<'_>, BoxError> {
+        if self.ended {
+            return Ok(Next::End);
+        }
+        if self.stripes > 1 && !self.skip_others().map_err(|e| in_file(e, &self.name))? {
+            self.ended = true;
+            return Ok(Next::End);
+        }
         self.line.clear();
         match self.framer.next_line(&mut self.line) {
             Ok(Some(framed)) => Ok(Next::Line(framed, &self.line)),
@@ -425,7 +508,12 @@ impl LineFeed for FileFeed {
     }
 
     fn position(&self) -> u64 {
-        self.framer.offset()
+        // Past the last line of this stripe: the end (a skip may have stopped mid-line).
+        if self.ended {
+            self.len.max(self.framer.offset())
+        } else {
+            self.framer.offset()
+        }
     }
 }
 
@@ -540,11 +628,15 @@ mod tests {
         max: usize,
     ) -> Result<Box<LineReader<Raw, FileFeed>>, BoxError> {
         let name = path.display().to_string();
-        let file = open_at(File::open(path), position.unwrap_or(0), &name)?;
+        let (file, len) = open_at(File::open(path), position.unwrap_or(0), &name)?;
         let feed = FileFeed {
             framer: LineFramer::new(file, position.unwrap_or(0), max),
             line: Vec::new(),
             name: name.clone(),
+            stripe: 0,
+            stripes: 1,
+            len,
+            ended: false,
         };
         Ok(Box::new(LineReader::new(feed, &name, 0, max)))
     }
@@ -679,5 +771,106 @@ mod tests {
         let split = &src.splits(4).unwrap()[0];
         let err = src.open(split, Some(10)).err().unwrap();
         assert!(err.to_string().contains("cannot seek"), "{err}");
+    }
+
+    /// Every record of `split` of `src`, read `step` records per poll, reopened at its
+    /// position after every poll when `reopen` (as a restore would).
+    fn read_split(
+        src: &LinesSource,
+        split: &Split,
+        step: usize,
+        reopen: bool,
+    ) -> Vec<Result<Line, BadLine>> {
+        let mut out = Vec::new();
+        let mut reader = src.open(split, None).unwrap();
+        loop {
+            let mut batch = Vec::new();
+            let status = reader
+                .poll(&mut SourceOutput::new(&mut batch, step))
+                .unwrap();
+            out.extend(batch.into_iter().map(|r| r.value));
+            if status == SourceStatus::Finished {
+                return out;
+            }
+            if reopen {
+                reader = src.open(split, Some(reader.position())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn stripes_share_out_every_line_once() {
+        // Lines of many lengths, so that they start and end everywhere relative to the
+        // blocks: some exactly at a block's start, a too-long one across two boundaries, a BOM,
+        // bad lines, and no newline at the end.
+        let mut content = b"\xEF\xBB\xBFfirst\n".to_vec();
+        let mut n = 0u64;
+        while content.len() < 5 * STRIPE_BLOCK as usize {
+            n += 1;
+            let len = (n * 7919 % 300) as usize;
+            content.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, len));
+            content.push(b'\n');
+            if n.is_multiple_of(101) {
+                content.extend_from_slice(b"\xff\n\n");
+            }
+            if n == 500 {
+                content.resize(2 * STRIPE_BLOCK as usize - 1, b'\n');
+                content.extend_from_slice(b"at-a-block-start\n");
+            }
+            if n == 900 {
+                content.extend(std::iter::repeat_n(b'L', 2 * STRIPE_BLOCK as usize));
+                content.push(b'\n');
+            }
+        }
+        content.extend_from_slice(b"last");
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "in.txt", &content);
+        let whole = LinesSource::files([&path]).max_line_bytes(1000);
+        let expected = read_split(&whole, &whole.splits(1).unwrap()[0], 1000, false);
+        assert!(expected
+            .iter()
+            .any(|r| matches!(r, Ok(l) if l.text == "at-a-block-start")));
+        for stripes in [2, 3, 7] {
+            for (step, reopen) in [(1000, false), (3, true)] {
+                let src = whole.clone().stripes(stripes);
+                let splits = src.splits(1).unwrap();
+                assert_eq!(splits.len(), stripes);
+                let mut all = Vec::new();
+                for split in &splits {
+                    let got = read_split(&src, split, step, reopen);
+                    let offset = |r: &Result<Line, BadLine>| match r {
+                        Ok(l) => l.offset,
+                        Err(b) => b.offset,
+                    };
+                    assert!(got.windows(2).all(|w| offset(&w[0]) < offset(&w[1])));
+                    // (Seven stripes of this file leave some empty: a block with no line
+                    // start, inside the long line.)
+                    assert!(stripes > 3 || !got.is_empty(), "{} is empty", split.id);
+                    all.extend(got.into_iter().map(|r| (offset(&r), r)));
+                }
+                all.sort_by_key(|(o, _)| *o);
+                let all: Vec<_> = all.into_iter().map(|(_, r)| r).collect();
+                assert_eq!(all, expected, "{stripes} stripes, {step} per poll");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stripe_opens_only_as_a_stripe_of_the_same_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "in.txt", b"a\nb\n");
+        let two = LinesSource::files([&path]).stripes(2);
+        let splits = two.splits(3).unwrap();
+        assert_eq!(splits[1].id, format!("{} [stripe 1 of 2]", path.display()));
+        let three = LinesSource::files([&path]).stripes(3);
+        assert!(three.open(&splits[1], None).is_err());
+        // Nothing past the first block: stripe 1 is empty and ends at the end.
+        let mut r = two.open(&splits[1], None).unwrap();
+        let mut batch = Vec::new();
+        let status = r.poll(&mut SourceOutput::new(&mut batch, 10)).unwrap();
+        assert_eq!(
+            (status, batch.len(), r.position()),
+            (SourceStatus::Finished, 0, 4)
+        );
     }
 }

@@ -54,7 +54,9 @@ use crate::backup::BackupSink;
 use crate::dedup::{self, DedupConfig};
 use crate::event::{DeadLetter, Reason, RideEvent, Validation};
 use crate::generator::{CityGenerator, GeneratorConfig};
-use crate::ingest::{ingest_generator, ingest_lines, EventTimeConfig, IngestConfig, Ingested};
+use crate::ingest::{
+    ingest_files, ingest_generator, ingest_lines, EventTimeConfig, IngestConfig, Ingested,
+};
 use crate::live::{live_state, LiveConfig};
 use crate::shifts::{driver_shifts, ShiftConfig};
 use crate::surge::{surge, SurgeConfig};
@@ -549,8 +551,9 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
 /// checkpoints of another layout. 2: driver, trip and zone keys are [`Id`](crate::event::Id)s,
 /// whose key groups differ from those of the bare strings of layout 1 (no `state` in the
 /// marker): restored, their state would sit on workers that no longer see their events. 3: the
-/// dedup key is an [`EventId`](crate::event::EventId), for the same reason.
-const STATE_LAYOUT: u32 = 3;
+/// dedup key is an [`EventId`](crate::event::EventId), for the same reason. 4: files are read
+/// in stripes and validated in the source ([`ingest_files`]).
+const STATE_LAYOUT: u32 = 4;
 
 /// The generator's splits: its own setting, or by default (1) one per worker, unless a resumed
 /// run recorded how many it had: its input is what those splits produce, whatever the
@@ -563,10 +566,24 @@ fn generator_splits(cfg: &RunConfig, g: &GeneratorConfig, recorded: Option<usize
     }
 }
 
+/// The stripes each input file is read in ([`LinesSource::stripes`]): as many as a resumed run
+/// recorded (its checkpointed positions are per stripe), else `p / gcd(files, p)`, the fewest
+/// that make the splits (`lcm(files, p)` of them) a multiple of the `p` workers, so that each
+/// reads and parses an equal share: one file at two workers, two stripes; two files, one.
+fn file_stripes(cfg: &RunConfig, files: usize, recorded: Option<usize>) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    recorded.unwrap_or_else(|| cfg.parallelism / gcd(files.max(1), cfg.parallelism))
+}
+
 /// What a run reads and where it writes, as recorded in [`RUN_MARKER`]: a resume must read the
 /// same input and write to the same directory, or its output would be partial or duplicated;
-/// and the layout of its state ([`STATE_LAYOUT`]). `recorded_splits`: see
-/// [`generator_splits`].
+/// and the layout of its state ([`STATE_LAYOUT`]); and how its input is split, which the engine
+/// does not decide (see [`generator_splits`] and [`file_stripes`]: `recorded_splits`).
 fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::Value {
     let absolute = |p: &Path| {
         fs::canonicalize(p)
@@ -578,6 +595,7 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
     let mut splits = None;
     let input = match &cfg.input {
         Input::Files(paths) => {
+            splits = Some(file_stripes(cfg, paths.len(), recorded_splits));
             serde_json::json!(paths.iter().map(|p| absolute(p)).collect::<Vec<_>>())
         }
         Input::Stdin => serde_json::json!("-"),
@@ -600,7 +618,7 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
         "input": input,
         "jobs": jobs,
         "state": STATE_LAYOUT,
-        "generator_splits": splits,
+        "splits": splits,
     })
 }
 
@@ -608,8 +626,8 @@ fn run_identity(cfg: &RunConfig, recorded_splits: Option<usize>) -> serde_json::
 struct Prepared {
     /// The checkpoint to restore (`None`: start from the beginning).
     restore: Option<PathBuf>,
-    /// The generator splits of the run being resumed, as recorded.
-    generator_splits: Option<usize>,
+    /// The generator's splits or the files' stripes of the run being resumed, as recorded.
+    splits: Option<usize>,
 }
 
 /// Prepares the output and checkpoint directories of a run with checkpoints.
@@ -621,15 +639,15 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxErro
     };
     let marker = dir.join(RUN_MARKER);
     if let Some(chk) = latest {
-        let mut generator_splits = None;
+        let mut splits = None;
         match fs::read(&marker) {
             Ok(bytes) => {
                 let recorded: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| format!("{} is corrupt: {e}", marker.display()))?;
-                generator_splits = recorded["generator_splits"]
+                splits = recorded["splits"]
                     .as_u64()
                     .and_then(|n| usize::try_from(n).ok());
-                let now = run_identity(cfg, generator_splits);
+                let now = run_identity(cfg, splits);
                 for (key, what) in [
                     ("input", "input"),
                     ("out", "output directory"),
@@ -656,7 +674,7 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxErro
         prepare_dirs(&cfg.out, &["summary"])?;
         return Ok(Prepared {
             restore: Some(chk),
-            generator_splits,
+            splits,
         });
     }
     // A fresh start (also a resume with nothing to resume from: no checkpoint completed, so
@@ -672,21 +690,20 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxErro
     fs::rename(&tmp, &marker).map_err(|e| annotate("cannot write", &marker, e))?;
     Ok(Prepared {
         restore: None,
-        generator_splits: None,
+        splits: None,
     })
 }
 
-/// Spreads raw lines over every worker when there are fewer inputs (`splits`) than workers:
-/// each input is read by one worker, and parsing and validating, the most expensive step of a
-/// run, would otherwise stay on the workers that read. Lines go by a hash of their bytes, so
-/// where a line is parsed does not depend on timing, and each worker sees its share in input
-/// order (its watermarks follow the input's time, as the reading worker's would).
+/// Spreads standard input's lines over every worker: one worker reads it, and parsing and
+/// validating, the most expensive step of a run, would otherwise stay there (files are read in
+/// stripes instead, see [`file_stripes`]). Lines go by a hash of their bytes, so where a line
+/// is parsed does not depend on timing, and each worker sees its share in input order (its
+/// watermarks follow the input's time, as the reading worker's would).
 fn spread(
     lines: Stream<Result<Line, BadLine>>,
-    splits: usize,
     parallelism: usize,
 ) -> Stream<Result<Line, BadLine>> {
-    if splits >= parallelism {
+    if parallelism == 1 {
         return lines;
     }
     let hasher = sluice_engine::keys::FixedState::default();
@@ -751,7 +768,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
                 // The newest readable one: should the newest be corrupt, the engine falls back to
                 // the one before it and the sinks roll back what the newer one committed.
                 config = config.restore(RestoreFrom::Latest);
-                recorded_splits = prepared.generator_splits;
+                recorded_splits = prepared.splits;
             }
         }
     }
@@ -780,15 +797,13 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             ingest_generator(&env, CityGenerator::new(g)?, &ingest)
         }
         Input::Files(paths) => {
-            ingest.validate.inputs = paths.iter().map(|p| p.display().to_string()).collect();
-            let lines =
-                env.source(LinesSource::files(paths.clone()).max_line_bytes(cfg.max_line_bytes));
-            ingest_lines(spread(lines, paths.len(), cfg.parallelism), &ingest)
+            let stripes = file_stripes(cfg, paths.len(), recorded_splits);
+            ingest_files(&env, paths, stripes, &ingest)
         }
         Input::Stdin => {
             ingest.validate.source = "-".into();
             let lines = env.source(LinesSource::stdin().max_line_bytes(cfg.max_line_bytes));
-            ingest_lines(spread(lines, 1, cfg.parallelism), &ingest)
+            ingest_lines(spread(lines, cfg.parallelism), &ingest)
         }
     };
     let out = &cfg.out;

@@ -5,7 +5,7 @@
 //! than the limit is skipped to its newline: only its first [`BAD_LINE_HEAD`] bytes are kept, and
 //! its full length is reported, so one runaway line costs neither memory nor the lines after it.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 
 /// How much of a too-long line is kept for the dead-letter record.
 pub(crate) const BAD_LINE_HEAD: usize = 1024;
@@ -118,6 +118,29 @@ impl<R: Read> LineFramer<R> {
             len,
             too_long,
         }))
+    }
+}
+
+impl<R: Read + Seek> LineFramer<R> {
+    /// Moves to the first line that starts at byte `target` or later, reading only the line
+    /// that `target` falls in (a line starts at `target` if and only if the byte before it is a
+    /// `\n`). `target` must be past [`offset`](Self::offset). Returns `false` at the end of the
+    /// input, leaving the framer there. `scratch` is cleared; a too-long line costs no memory.
+    ///
+    /// # Errors
+    ///
+    /// A read or seek error of the input.
+    pub(crate) fn skip_to(&mut self, target: u64, scratch: &mut Vec<u8>) -> io::Result<bool> {
+        debug_assert!(target > self.offset);
+        let ahead = i64::try_from(target - 1 - self.offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "skip beyond 2^63 bytes"))?;
+        // Within the buffer this keeps it; beyond, one seek.
+        self.inner.seek_relative(ahead)?;
+        self.offset = target - 1;
+        scratch.clear();
+        let more = self.next_line(scratch)?.is_some();
+        scratch.clear();
+        Ok(more)
     }
 }
 

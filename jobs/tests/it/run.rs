@@ -1,5 +1,6 @@
 //! The whole run as a library call (`ridehail::start`) over files: one file read at two workers
-//! is spread over both for parsing, and gives exactly the output of one worker.
+//! is read in two stripes, and gives exactly the output of one worker; two files of consecutive
+//! times give the output of the two as one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,54 +37,101 @@ fn outputs(out: &Path) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[test]
-fn one_file_at_two_workers_is_parsed_on_both_and_gives_the_output_of_one() {
-    let dir = temp_dir("run", "spread");
-    let input = dir.join("in.jsonl");
-    let city = CityGenerator::new(GeneratorConfig {
+/// `lines` generated events, one per line.
+fn generated(lines: u64) -> Vec<String> {
+    CityGenerator::new(GeneratorConfig {
         duration: None,
-        max_lines: Some(20_000),
+        max_lines: Some(lines),
         ..GeneratorConfig::default()
     })
-    .unwrap();
-    let mut text = city.lines().collect::<Vec<_>>().join("\n");
-    text.push('\n');
-    std::fs::write(&input, text).unwrap();
+    .unwrap()
+    .lines()
+    .map(|l| l + "\n")
+    .collect()
+}
 
-    let mut results = Vec::new();
-    for parallelism in [1, 2] {
-        let mut cfg = RunConfig::new(Input::Files(vec![input.clone()]));
-        cfg.out = dir.join(format!("out-{parallelism}"));
-        cfg.parallelism = parallelism;
-        let running = start(&cfg).expect("starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !running.handle().is_finished() {
-            assert!(Instant::now() < deadline, "the run did not end");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let metrics = running.handle().metrics();
-        let spread = metrics.operator("spread_lines");
-        if parallelism == 1 {
-            assert!(spread.is_none(), "nothing to spread to at one worker");
-        } else {
-            assert_eq!(spread.map(|m| m.records_in), Some(20_000));
-        }
-        assert_eq!(op(&metrics, "validate").records_in, 20_000);
-        let report = running.finish().expect("the run ends");
-        assert_eq!(report.valid, 20_000);
-        results.push(outputs(&cfg.out));
+/// Runs every job over `files` at `parallelism` workers, with checkpoints (so that the run
+/// marker says how the input was split); returns the outputs and the marker.
+fn run_files(
+    dir: &Path,
+    name: &str,
+    files: &[std::path::PathBuf],
+    parallelism: usize,
+) -> (Vec<(String, Vec<String>)>, String) {
+    let mut cfg = RunConfig::new(Input::Files(files.to_vec()));
+    cfg.out = dir.join(format!("out-{name}-{parallelism}"));
+    cfg.checkpoint_dir = Some(dir.join(format!("chk-{name}-{parallelism}")));
+    cfg.parallelism = parallelism;
+    let running = start(&cfg).expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.handle().is_finished() {
+        assert!(Instant::now() < deadline, "the run did not end");
+        std::thread::sleep(Duration::from_millis(5));
     }
-    let lines_in = |d: &str| {
-        results[0]
-            .iter()
-            .find(|(n, _)| n == d)
-            .map(|(_, l)| l.len())
-    };
+    let metrics = running.handle().metrics();
+    assert!(
+        metrics.operator("spread_lines").is_none(),
+        "files are read in stripes, not spread"
+    );
+    let lines: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    assert_eq!(op(&metrics, "validate").records_in, lines as u64);
+    let report = running.finish().expect("the run ends");
+    assert_eq!(report.valid, lines as u64);
+    let marker =
+        std::fs::read_to_string(dir.join(format!("chk-{name}-{parallelism}/ridehail-run.json")))
+            .unwrap();
+    (outputs(&cfg.out), marker)
+}
+
+#[test]
+fn one_file_at_two_workers_is_read_in_stripes_and_gives_the_output_of_one() {
+    let dir = temp_dir("run", "stripes");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, generated(20_000).concat()).unwrap();
+    let (one, marker) = run_files(&dir, "one", std::slice::from_ref(&input), 1);
+    assert!(marker.contains("\"splits\": 1"), "{marker}");
+    let (two, marker) = run_files(&dir, "one", std::slice::from_ref(&input), 2);
+    assert!(
+        marker.contains("\"splits\": 2"),
+        "one file, two stripes: {marker}"
+    );
+    let lines_in = |d: &str| one.iter().find(|(n, _)| n == d).map(|(_, l)| l.len());
     assert_eq!(lines_in("backup"), Some(20_000));
     for d in ["surge", "trips", "live-drivers"] {
         assert!(lines_in(d) > Some(0), "{d} has output");
     }
-    assert_eq!(results[0], results[1]);
+    assert_eq!(one, two);
+}
+
+/// Files read side by side are aligned in event time. Two files, the first and second half of
+/// one input, give the output of the whole: before, one watermark over everything a worker
+/// read let the second file's times make the first's events late at one worker, and at two
+/// workers everything downstream buffered the gap (the 3M-event input split in two: 4x the
+/// time, 1 GB).
+#[test]
+fn files_of_consecutive_times_read_together_give_the_output_of_one() {
+    let dir = temp_dir("run", "two-files");
+    let lines = generated(20_000);
+    let whole = dir.join("whole.jsonl");
+    std::fs::write(&whole, lines.concat()).unwrap();
+    let halves = [dir.join("first.jsonl"), dir.join("second.jsonl")];
+    std::fs::write(&halves[0], lines[..10_000].concat()).unwrap();
+    std::fs::write(&halves[1], lines[10_000..].concat()).unwrap();
+    let (expected, _) = run_files(&dir, "whole", std::slice::from_ref(&whole), 1);
+    for parallelism in [1, 2, 3] {
+        let (got, marker) = run_files(&dir, "halves", &halves, parallelism);
+        let stripes = if parallelism == 3 { 3 } else { 1 };
+        assert!(
+            marker.contains(&format!("\"splits\": {stripes}")),
+            "{marker}"
+        );
+        for ((dir, want), (_, have)) in expected.iter().zip(&got) {
+            assert!(want == have, "{dir} differs at {parallelism} workers");
+        }
+    }
 }
 
 /// Settings without meaning are refused before anything is written, naming the setting: they
