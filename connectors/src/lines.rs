@@ -140,8 +140,9 @@ impl std::ops::Deref for Line {
 /// belongs to exactly one stripe, and each stripe covers the whole file in file order (its
 /// event time advances as the file's does, which keeps per-split watermarks and alignment
 /// meaningful). A stripe seeks over the blocks of the others, reading only the line each skip
-/// lands in. Which line goes where depends on the bytes only, never on timing. Standard input
-/// is always one split.
+/// lands in. Which line goes where depends on the bytes only, never on timing. Standard input,
+/// and a path that is not a regular file (a named pipe, `/dev/stdin`), is always one split: it
+/// cannot seek.
 ///
 /// # Checkpointing
 ///
@@ -323,12 +324,22 @@ impl<D: Decode> LineSource<D> {
         self
     }
 
-    /// The id of stripe `r` of the file `path` (the path alone when the file is one split).
-    fn split_id(&self, path: &std::path::Path, r: usize) -> String {
-        if self.stripes == 1 {
+    /// How many stripes `path` is read in: one unless it is a regular file (a pipe or a
+    /// device cannot seek, and is read whole by one worker).
+    fn stripes_of(&self, path: &std::path::Path) -> usize {
+        if self.stripes > 1 && std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            self.stripes
+        } else {
+            1
+        }
+    }
+
+    /// The id of stripe `r` of `stripes` of the file `path` (the path alone for one stripe).
+    fn split_id(path: &std::path::Path, r: usize, stripes: usize) -> String {
+        if stripes == 1 {
             path.display().to_string()
         } else {
-            format!("{} [stripe {r} of {}]", path.display(), self.stripes)
+            format!("{} [stripe {r} of {stripes}]", path.display())
         }
     }
 }
@@ -343,8 +354,10 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                     if paths[..i].contains(path) {
                         return Err(format!("file `{}` is listed twice", path.display()).into());
                     }
-                    for r in 0..self.stripes {
-                        splits.push(Split::new(self.split_id(path, r), i * self.stripes + r));
+                    let stripes = self.stripes_of(path);
+                    for r in 0..stripes {
+                        let id = Self::split_id(path, r, stripes);
+                        splits.push(Split::new(id, i * self.stripes + r));
                     }
                 }
                 Ok(splits)
@@ -378,8 +391,11 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                 let (file_index, stripe) = (split.index / self.stripes, split.index % self.stripes);
                 let path = paths
                     .get(file_index)
-                    .filter(|p| self.split_id(p, stripe) == split.id)
                     .ok_or_else(|| format!("split `{}` is not a file of this source", split.id))?;
+                let stripes = self.stripes_of(path);
+                if Self::split_id(path, stripe, stripes) != split.id {
+                    return Err(format!("split `{}` is not a file of this source", split.id).into());
+                }
                 let name = path.display().to_string();
                 let (file, len) = open_at(File::open(path), position, &name)?;
                 let feed = FileFeed {
@@ -387,7 +403,7 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
                     line: Vec::new(),
                     name: name.clone(),
                     stripe: stripe as u64,
-                    stripes: self.stripes as u64,
+                    stripes: stripes as u64,
                     len,
                     ended: false,
                 };
@@ -467,7 +483,7 @@ struct FileFeed {
     /// Which stripe of how many (0 of 1: the whole file).
     stripe: u64,
     stripes: u64,
-    /// The file's length when it was opened.
+    /// The file's length when it was opened, or last looked at.
     len: u64,
     /// A skip ran into the end of the file.
     ended: bool,
@@ -483,7 +499,14 @@ impl FileFeed {
                 return Ok(true);
             }
             let target = (block + behind) * STRIPE_BLOCK;
-            if target >= self.len || !self.framer.skip_to(target, &mut self.line)? {
+            if target >= self.len {
+                // Unless the file has grown since it was opened, nothing of ours is left.
+                self.len = self.framer.get_ref().metadata()?.len();
+                if target >= self.len {
+                    return Ok(false);
+                }
+            }
+            if !self.framer.skip_to(target, &mut self.line)? {
                 return Ok(false);
             }
         }
@@ -853,6 +876,20 @@ mod tests {
                 assert_eq!(all, expected, "{stripes} stripes, {step} per poll");
             }
         }
+    }
+
+    /// A pipe or a device cannot seek: it stays one split (`--input <(...)` at two workers
+    /// would otherwise fail with "Illegal seek").
+    #[cfg(unix)]
+    #[test]
+    fn what_is_not_a_regular_file_is_one_stripe() {
+        let src = LinesSource::files(["/dev/null"]).stripes(3);
+        let splits = src.splits(3).unwrap();
+        assert_eq!(splits, [Split::new("/dev/null", 0)]);
+        let mut r = src.open(&splits[0], None).unwrap();
+        let mut batch = Vec::new();
+        let status = r.poll(&mut SourceOutput::new(&mut batch, 10)).unwrap();
+        assert_eq!((status, batch.len()), (SourceStatus::Finished, 0));
     }
 
     #[test]

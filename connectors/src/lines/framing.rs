@@ -44,6 +44,11 @@ impl<R: Read> LineFramer<R> {
         }
     }
 
+    /// The input.
+    pub(crate) fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
     /// Byte offset of the next unread byte: the start of the next line.
     pub(crate) fn offset(&self) -> u64 {
         self.offset

@@ -161,7 +161,8 @@ fn restored_positions(
     if let Some(gone) = map.keys().find(|id| !splits.iter().any(|s| &s.id == *id)) {
         return Err(format!(
             "the source's splits changed since the checkpoint: split `{gone}` is gone \
-             (a generator's splits depend on the parallelism unless fixed with `.splits(n)`)"
+             (the source must enumerate the same splits: a generator's depend on the \
+             parallelism unless fixed with `.splits(n)`, files' on their number of stripes)"
         )
         .into());
     }

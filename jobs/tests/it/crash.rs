@@ -20,8 +20,9 @@
 //! their combined watermark could depend on how far one worker's channel lags the other's,
 //! that is on thread timing rather than on the input.
 //!
-//! A second test does the same to the default input (the generator) at two workers, without
-//! injected faults, so that nothing is late and the output is a function of the input alone.
+//! Two more tests do the same at two workers, without injected faults, so that nothing is late
+//! and the output is a function of the input alone: to the default input (the generator), and
+//! to a file, which two workers read in two stripes.
 //!
 //! `RIDEHAIL_CRASH_SEED` changes the kill moments.
 
@@ -198,25 +199,38 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
 /// pause test guard that.
 #[test]
 fn killed_and_resumed_generated_runs_at_two_workers_give_exactly_the_failure_free_output() {
-    let started = Instant::now();
     let dir = temp_dir("kill-generated");
+    kill_two_workers(&dir, "generated", &["--seed", "5", "--events", "40000"]);
+}
+
+/// A file at two workers, read in two stripes (one per worker), killed and resumed: the
+/// stripes' positions and watermarks restore as the generator's splits do.
+#[test]
+fn killed_and_resumed_file_runs_at_two_workers_give_exactly_the_failure_free_output() {
+    let dir = temp_dir("kill-file-stripes");
+    let input = dir.join("input.jsonl");
+    let generated = ridehail()
+        .args(["generate", "--seed", "6", "--events", "40000", "--out"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    check(&generated, "ridehail generate");
+    let input = input.display().to_string();
+    kill_two_workers(&dir, "file in two stripes", &["--input", &input]);
+}
+
+/// The crash test of `ridehail run --parallelism 2 ARGS`, with [`KILLS_GENERATED`] kills.
+fn kill_two_workers(dir: &Path, what: &str, args: &[&str]) {
+    let started = Instant::now();
     let run = |out: &Path| {
         let mut c = ridehail();
-        c.args([
-            "run",
-            "--quiet",
-            "--parallelism",
-            "2",
-            "--seed",
-            "5",
-            "--events",
-            "40000",
-            "--out",
-        ])
-        .arg(out);
+        c.args(["run", "--quiet", "--parallelism", "2"])
+            .args(args)
+            .arg("--out")
+            .arg(out);
         c
     };
-    let (expected, span) = reference_run(&run, &dir);
+    let (expected, span) = reference_run(&run, dir);
     for name in [
         "backup",
         "surge",
@@ -228,9 +242,9 @@ fn killed_and_resumed_generated_runs_at_two_workers_give_exactly_the_failure_fre
         let n = expected.get(name).map_or(0, total);
         assert!(n >= 10, "the reference run wrote only {n} lines to {name}");
     }
-    let crashes = kill_and_resume(&run, &dir, span, &expected, KILLS_GENERATED);
+    let crashes = kill_and_resume(&run, dir, span, &expected, KILLS_GENERATED);
     eprintln!(
-        "ridehail crash test (generated, two workers): {crashes}; {:.1} s",
+        "ridehail crash test ({what}, two workers): {crashes}; {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
