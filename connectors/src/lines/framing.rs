@@ -218,4 +218,51 @@ mod tests {
         assert_eq!(lines[1].0.len, 6);
         assert_eq!(lines[1].1, b"123456", "a short too-long line is kept whole");
     }
+
+    proptest::proptest! {
+        /// After `skip_to(target)`, the framer is at the first line that starts at `target` or
+        /// later (a line starts after every `\n`), and frames the rest as from there.
+        #[test]
+        fn skip_to_lands_on_the_first_line_at_or_after_the_target(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'b', b'\n', b'\r']), 0..300),
+            target in 1u64..320,
+            max in 1usize..20,
+            first in 0usize..4,
+        ) {
+            let mut framer = LineFramer::new(io::Cursor::new(input.clone()), 0, max);
+            let mut buf = Vec::new();
+            // Read a few lines first, so that the skip starts anywhere.
+            for _ in 0..first {
+                if framer.next_line(&mut buf).unwrap().is_none() {
+                    break;
+                }
+            }
+            proptest::prop_assume!(target > framer.offset());
+            let start = (target as usize - 1..input.len())
+                .find(|&i| input[i] == b'\n')
+                .map(|i| i + 1);
+            let more = framer.skip_to(target, &mut buf).unwrap();
+            let rest: Vec<_> = std::iter::from_fn(|| {
+                buf.clear();
+                framer.next_line(&mut buf).unwrap().map(|f| (f, buf.clone()))
+            })
+            .collect();
+            match start {
+                Some(s) if s < input.len() => {
+                    proptest::prop_assert!(more);
+                    let tail = io::Cursor::new(input[s..].to_vec());
+                    let mut from = LineFramer::new(tail, s as u64, max);
+                    let expected: Vec<_> = std::iter::from_fn(|| {
+                        let mut b = Vec::new();
+                        from.next_line(&mut b).unwrap().map(|f| (f, b))
+                    })
+                    .collect();
+                    proptest::prop_assert_eq!(rest, expected);
+                }
+                // No line starts at or after the target.
+                _ => proptest::prop_assert!(rest.is_empty()),
+            }
+        }
+    }
 }
