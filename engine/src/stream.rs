@@ -439,6 +439,34 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         self.inner
     }
 
+    /// Keeps the records for which `f` is true. They stay on the worker that owns their key, so
+    /// the result is still keyed, without another exchange: one `key_by` can feed several
+    /// keyed operators that each want part of it (clone the `KeyedStream`).
+    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> KeyedStream<K, T> {
+        KeyedStream {
+            inner: self.inner.filter(move |(_, v)| f(v)),
+        }
+    }
+
+    /// Transforms every value, keeping its key and so its partition (no exchange). The
+    /// timestamp is kept.
+    pub fn map_values<U: Data>(
+        self,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> KeyedStream<K, U> {
+        KeyedStream {
+            inner: self.inner.map(move |(k, v)| (k, f(v))),
+        }
+    }
+
+    /// Merges this stream with `others`, keyed by the same key type and so partitioned alike
+    /// (no exchange). The result's watermark is the minimum of the inputs'.
+    pub fn union(self, others: impl IntoIterator<Item = KeyedStream<K, T>>) -> KeyedStream<K, T> {
+        KeyedStream {
+            inner: self.inner.union(others.into_iter().map(|k| k.inner)),
+        }
+    }
+
     /// Runs a [`KeyedProcessFunction`]. `make` is called once per worker, with the registry in
     /// which the function declares its keyed state.
     ///

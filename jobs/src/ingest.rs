@@ -41,7 +41,7 @@ use sluice_engine::watermark::{FromSource, TimestampAssigner, WatermarkStrategy}
 use sluice_engine::BoxError;
 
 use crate::dedup::{dedup, DedupConfig};
-use crate::event::{DeadLetter, RideEvent};
+use crate::event::{DeadLetter, Id, RideEvent};
 use crate::generator::CityGenerator;
 use crate::validate::{validate, RawLine, ValidateConfig};
 
@@ -121,6 +121,25 @@ pub struct Ingested {
     pub dead_letters: Stream<DeadLetter>,
     /// Repeated events.
     pub duplicates: Stream<RideEvent>,
+}
+
+/// The name of [`events_by_driver`]'s exchange.
+pub const BY_DRIVER: &str = "events.by_driver";
+
+/// The events that name a driver, keyed by driver
+/// ([`RideEventData::driver_key`](crate::event::RideEventData::driver_key)): one exchange for
+/// the jobs' operators keyed by driver. Surge's supply, driver shifts and live driver state
+/// each take it whole or add to it ([`surge_with`](crate::surge::surge_with),
+/// [`driver_shifts_with`](crate::shifts::driver_shifts_with),
+/// [`live_state_with`](crate::live::live_state_with)), so an event crosses between workers
+/// once for the three instead of once per job (decision 20). Trips keep their own exchange:
+/// their key is an `Option<Id>`, whose key groups differ. The exchange is named [`BY_DRIVER`].
+pub fn events_by_driver(events: Stream<RideEvent>) -> KeyedStream<Id, RideEvent> {
+    events
+        .filter(|e| e.driver_id().is_some())
+        .name("events.with_driver")
+        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
+        .name(BY_DRIVER)
 }
 
 /// Ingests raw lines (from standard input, say): validate, then event time and watermarks,

@@ -69,6 +69,7 @@ use sluice_engine::time::duration_ms;
 use sluice_engine::BoxError;
 
 use crate::event::{Id, Payload, Point, RideEvent};
+use crate::ingest::events_by_driver;
 
 /// Settings of the live job. Every field has a default ([`LiveConfig::default`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +198,16 @@ impl LiveOutputs {
 /// # Ok::<(), sluice_engine::JobError>(())
 /// ```
 pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs {
+    live_state_with(events.clone(), events_by_driver(events), config)
+}
+
+/// [`live_state`] with the driver events already keyed by driver (`by_driver`, from
+/// [`events_by_driver`] of the same `events`), to share that exchange with the other jobs.
+pub fn live_state_with(
+    events: Stream<RideEvent>,
+    by_driver: KeyedStream<Id, RideEvent>,
+    config: &LiveConfig,
+) -> LiveOutputs {
     let interval = duration_ms(config.snapshot_interval).max(1);
     let idle = config.idle_timeout.map(|d| duration_ms(d).max(interval));
     let retention = config.start_retention;
@@ -205,7 +216,6 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
 
     let resolver_late = late.clone();
     let resolved = events
-        .clone()
         .filter(|e| {
             matches!(
                 e.payload,
@@ -227,13 +237,14 @@ pub fn live_state(events: Stream<RideEvent>, config: &LiveConfig) -> LiveOutputs
         .name("live.cancel_resolver");
 
     let (drivers_late, drivers_deltas) = (late.clone(), deltas.clone());
-    let drivers = events
-        .filter(|e| e.driver_id().is_some())
-        .name("live.driver_events")
-        .union([resolved.clone()])
+    // Resolved cancels (and the trip starts that resolve them) join the driver events where
+    // their driver's are.
+    let drivers = by_driver
+        .union([resolved
+            .clone()
+            .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
+            .name("live.resolved_by_driver")])
         .name("live.merge")
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
-        .name("live.by_driver")
         .process(move |reg| DriverLive {
             slot: reg.value("driver"),
             interval,

@@ -55,11 +55,12 @@ use crate::dedup::{self, DedupConfig};
 use crate::event::{DeadLetter, Reason, RideEvent, Validation};
 use crate::generator::{CityGenerator, GeneratorConfig};
 use crate::ingest::{
-    ingest_files, ingest_generator, ingest_lines, EventTimeConfig, IngestConfig, Ingested,
+    events_by_driver, ingest_files, ingest_generator, ingest_lines, EventTimeConfig, IngestConfig,
+    Ingested,
 };
-use crate::live::{live_state, LiveConfig};
-use crate::shifts::{driver_shifts, ShiftConfig};
-use crate::surge::{surge, SurgeConfig};
+use crate::live::{live_state_with, LiveConfig};
+use crate::shifts::{driver_shifts_with, ShiftConfig};
+use crate::surge::{surge_with, SurgeConfig};
 use crate::trips::{trip_summaries, TripConfig};
 use crate::validate::{self, ValidateConfig};
 
@@ -827,8 +828,13 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             .sink(BackupSink::new(out.join("backup")).with_watermark_gauge(progress.clone()))
             .name("sink.backup");
     }
-    if on(Job::Surge) {
-        let surge_out = surge(events.clone(), &cfg.surge);
+    // One exchange by driver for every job that keys by driver.
+    let by_driver = [Job::Surge, Job::Shifts, Job::Live]
+        .into_iter()
+        .any(on)
+        .then(|| events_by_driver(events.clone()));
+    if let (true, Some(by_driver)) = (on(Job::Surge), &by_driver) {
+        let surge_out = surge_with(events.clone(), by_driver.clone(), &cfg.surge);
         json_sink(surge_out.results, out, "surge");
         json_sink(surge_out.late.map(|e| json_value(&e)), out, "surge-late");
     }
@@ -837,13 +843,13 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         json_sink(trips.summaries, out, "trips");
         json_sink(trips.anomalies, out, "trip-anomalies");
     }
-    if on(Job::Shifts) {
-        let shifts = driver_shifts(events.clone(), &cfg.shifts);
+    if let (true, Some(by_driver)) = (on(Job::Shifts), &by_driver) {
+        let shifts = driver_shifts_with(by_driver.clone(), &cfg.shifts);
         json_sink(shifts.shifts, out, "shifts");
         json_sink(shifts.late.map(|e| json_value(&e)), out, "shifts-late");
     }
-    if on(Job::Live) {
-        let live = live_state(events.clone(), &cfg.live);
+    if let (true, Some(by_driver)) = (on(Job::Live), &by_driver) {
+        let live = live_state_with(events.clone(), by_driver.clone(), &cfg.live);
         json_sink(live.drivers, out, "live-drivers");
         json_sink(live.zones, out, "live-zones");
         json_sink(live.late.map(|e| json_value(&e)), out, "live-late");

@@ -44,6 +44,7 @@ use sluice_engine::prelude::*;
 use sluice_engine::window::WindowResult;
 
 use crate::event::{Id, Payload, RideEvent};
+use crate::ingest::events_by_driver;
 
 /// Settings of the shift job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,12 +131,17 @@ pub struct ShiftOutputs {
 /// # Ok::<(), sluice_engine::JobError>(())
 /// ```
 pub fn driver_shifts(events: Stream<RideEvent>, config: &ShiftConfig) -> ShiftOutputs {
+    driver_shifts_with(events_by_driver(events), config)
+}
+
+/// [`driver_shifts`] of the driver events already keyed by driver ([`events_by_driver`]), to
+/// share that exchange with the other jobs.
+pub fn driver_shifts_with(
+    by_driver: KeyedStream<Id, RideEvent>,
+    config: &ShiftConfig,
+) -> ShiftOutputs {
     let late = OutputTag::<RideEvent>::new("shift_late");
-    let windows = events
-        .filter(|e| e.driver_id().is_some())
-        .name("shifts.driver_events")
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
-        .name("shifts.by_driver")
+    let windows = by_driver
         .window(Session::with_gap(config.gap))
         .late_data(&late)
         .aggregate(ShiftAggregate)

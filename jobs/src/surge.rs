@@ -66,6 +66,7 @@ use sluice_engine::keys::{fast_set, FastSet};
 use sluice_engine::prelude::*;
 
 use crate::event::{EventId, EventType, Id, RideEvent};
+use crate::ingest::events_by_driver;
 use crate::timestamp::format_rfc3339_ms;
 
 /// Surge settings.
@@ -161,8 +162,17 @@ pub const LATE: &str = "late_driver_events";
 /// Results for a window come out when the watermark reaches its end; supply waits for the
 /// watermark before it is counted (see "Ordering").
 pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
+    surge_with(events.clone(), events_by_driver(events), cfg)
+}
+
+/// [`surge`] with the driver events already keyed by driver (`by_driver`, from
+/// [`events_by_driver`] of the same `events`), to share that exchange with the other jobs.
+pub fn surge_with(
+    events: Stream<RideEvent>,
+    by_driver: KeyedStream<Id, RideEvent>,
+    cfg: &SurgeConfig,
+) -> SurgeOutputs {
     let demand = events
-        .clone()
         .filter(|e| e.event_type() == EventType::RiderRequest && e.has_zone())
         .map(|e| Signal {
             supply: false,
@@ -173,10 +183,8 @@ pub fn surge(events: Stream<RideEvent>, cfg: &SurgeConfig) -> SurgeOutputs {
     let (ttl, fn_tag) = (cfg.driver_state_ttl, late_tag.clone());
     let window = cfg.window;
     let window_ms = sluice_engine::time::duration_ms(window).max(1);
-    let supply = events
-        .filter(|e| e.driver_id().is_some() && e.event_type() != EventType::RiderRequest)
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
-        .name("surge_key_by_driver")
+    // Every driver event (a rider request names no driver).
+    let supply = by_driver
         .process(move |reg| DriverSupply {
             pending: reg.value("pending"),
             trip: reg.value_with_ttl("trip", ttl),

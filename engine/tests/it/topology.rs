@@ -102,6 +102,62 @@ fn fan_out_gives_every_consumer_every_record() {
     }
 }
 
+/// One `key_by` feeds several keyed operators, each taking part of it (`filter`), a new value
+/// (`map_values`) or more input keyed alike (`union`): no further exchange, and every key's
+/// records still meet on one worker (a running sum per key ends at the key's total only then).
+#[test]
+fn keyed_filter_map_and_union_keep_the_partitioning_without_an_exchange() {
+    for parallelism in [1, 2, 3] {
+        let env = StreamEnv::new(Config::default().parallelism(parallelism).batch_size(16));
+        let (evens_sink, evens) = channel_sink();
+        let (merged_sink, merged) = channel_sink();
+        let keyed = env
+            .source(VecSource::new((0..2_000u64).collect()))
+            .key_by(|x| x % 13);
+        keyed
+            .clone()
+            .filter(|x| x % 2 == 0)
+            .map_values(|x| x * 10)
+            .reduce(|a, b| a + b)
+            .sink(evens_sink);
+        let others = env
+            .source(VecSource::new((5_000..5_500u64).collect()))
+            .key_by(|x| x % 13);
+        keyed.union([others]).reduce(|a, b| a + b).sink(merged_sink);
+
+        let (metrics, evens) = run_ok(&env, &evens);
+        assert_eq!(metrics.exchanges.len(), 2, "one per key_by");
+        let totals = |sums: Vec<(u64, u64)>| {
+            let mut totals: BTreeMap<u64, u64> = BTreeMap::new();
+            for (k, running) in sums {
+                let t = totals.entry(k).or_default();
+                *t = (*t).max(running);
+            }
+            totals
+        };
+        let oracle = |xs: &mut dyn Iterator<Item = (u64, u64)>| {
+            let mut totals: BTreeMap<u64, u64> = BTreeMap::new();
+            for (k, x) in xs {
+                *totals.entry(k).or_default() += x;
+            }
+            totals
+        };
+        // Keys stay those of the original values.
+        let expected = oracle(
+            &mut (0..2_000u64)
+                .filter(|x| x % 2 == 0)
+                .map(|x| (x % 13, x * 10)),
+        );
+        assert_eq!(totals(evens), expected, "parallelism {parallelism}");
+        let merged_expected = oracle(&mut (0..2_000u64).chain(5_000..5_500).map(|x| (x % 13, x)));
+        assert_eq!(
+            totals(merged.collected()),
+            merged_expected,
+            "parallelism {parallelism}"
+        );
+    }
+}
+
 /// Keeps positive values, routes negative ones to the side output `negative` and zeros to
 /// `zero`, which nothing consumes.
 struct Router {

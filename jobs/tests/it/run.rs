@@ -73,6 +73,22 @@ fn run_files(
         metrics.operator("spread_lines").is_none(),
         "files are read in stripes, not spread"
     );
+    let by_driver = |e: &&sluice_engine::metrics::ExchangeMetrics| e.name.contains("driver");
+    let names: Vec<_> = metrics
+        .exchanges
+        .iter()
+        .filter(by_driver)
+        .map(|e| &e.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            sluice_jobs::ingest::BY_DRIVER,
+            "trips.by_driver",
+            "live.resolved_by_driver"
+        ],
+        "surge, shifts and live share one exchange by driver"
+    );
     let lines: usize = files
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
