@@ -237,8 +237,7 @@ pub fn live_state_with(
         .name("live.cancel_resolver");
 
     let (drivers_late, drivers_deltas) = (late.clone(), deltas.clone());
-    // Resolved cancels (and the trip starts that resolve them) join the driver events where
-    // their driver's are.
+    // The resolved cancels join the driver events on their driver's worker.
     let drivers = by_driver
         .union([resolved
             .clone()
