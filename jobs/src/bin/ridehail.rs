@@ -127,8 +127,11 @@ impl CityArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Read JSON Lines from this file (`-` for standard input) instead of generating events.
-    /// May be given several times. The generator's flags (--seed, --drivers, --duration,
-    /// --events, --start, --faults, --rate) do not apply to it and are refused with it.
+    /// May be given several times: the files are read side by side, kept within a minute of
+    /// each other in event time, and the workers share the reading (a file is split into
+    /// stripes when there are fewer files than workers). The generator's flags
+    /// (--seed, --drivers, --duration, --events, --start, --faults, --rate) do not apply to it
+    /// and are refused with it.
     #[arg(
         long,
         conflicts_with_all = ["seed", "drivers", "duration", "events", "start", "faults", "rate"]
