@@ -85,7 +85,9 @@ pub mod window;
 pub use checkpoint::{RestoreFrom, RestoreInfo};
 pub use config::Config;
 pub use error::{BoxError, JobError, OperatorName};
-pub use metrics::{CheckpointMetrics, ExchangeMetrics, JobMetrics, OperatorMetrics};
+pub use metrics::{
+    CheckpointMetrics, ExchangeMetrics, JobMetrics, OperatorMetrics, RestoredCounts,
+};
 pub use process::{
     Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,
 };

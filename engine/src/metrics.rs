@@ -1,68 +1,198 @@
 //! Job metrics: per-operator record counts and per-exchange buffering.
 //!
-//! Counters are updated once per batch (never per record) with relaxed atomics, so reading them
-//! from another thread through a [`JobHandle`](crate::JobHandle) is cheap and safe while the job
-//! runs.
+//! Counters are updated once per batch (never per record). Each operator instance has its own
+//! counters, written only by its worker's thread (a relaxed load and store, no read-modify-write
+//! and no cache line shared between workers), so reading them from another thread through a
+//! [`JobHandle`](crate::JobHandle) is cheap and safe while the job runs.
+//!
+//! # Checkpointing
+//!
+//! Every operator instance puts its counts in each checkpoint, as of the barrier (the same cut
+//! as its state), and a job restored from a checkpoint starts its counts from the checkpoint's
+//! ([`OperatorMetrics::restored`]). So the counts of a job that failed and was restored equal
+//! those of a run without failure, as its exactly-once output does.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Live counters of one operator, shared by all its instances (one per worker).
+use serde::{Deserialize, Serialize};
+
+/// Record counts of one operator (or one instance of it), as checkpointed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub(crate) records_in: u64,
+    pub(crate) records_out: u64,
+    pub(crate) late: u64,
+    /// Per side-output port, in port order.
+    pub(crate) side: Vec<u64>,
+}
+
+impl Counts {
+    /// Adds `other` in (side ports by position).
+    pub(crate) fn add(&mut self, other: &Counts) {
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        self.late += other.late;
+        if self.side.len() < other.side.len() {
+            self.side.resize(other.side.len(), 0);
+        }
+        for (a, b) in self.side.iter_mut().zip(&other.side) {
+            *a += b;
+        }
+    }
+}
+
+/// The counters of one operator instance. Aligned to their own cache lines: the instances of an
+/// operator run on different cores.
 #[derive(Debug, Default)]
-pub(crate) struct OpMetrics {
-    pub(crate) records_in: AtomicU64,
-    pub(crate) records_out: AtomicU64,
-    pub(crate) late: AtomicU64,
+#[repr(align(128))]
+struct InstanceCounters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    late: AtomicU64,
     /// One counter per side-output port, in port order.
-    pub(crate) side: Vec<AtomicU64>,
-    /// Keys with keyed state, per worker (a gauge, updated once per batch).
-    pub(crate) state_keys: Vec<AtomicU64>,
-    /// Pending timers, per worker (a gauge, updated once per batch).
-    pub(crate) timers: Vec<AtomicU64>,
+    side: Box<[AtomicU64]>,
+    /// Keys with keyed state (a gauge).
+    state_keys: AtomicU64,
+    /// Pending timers (a gauge).
+    timers: AtomicU64,
+}
+
+impl InstanceCounters {
+    fn counts(&self) -> Counts {
+        Counts {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            side: self
+                .side
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+/// Adds `n` to a counter that only one thread writes: a plain load and store, not a locked
+/// read-modify-write.
+#[inline]
+fn bump(c: &AtomicU64, n: usize) {
+    if n > 0 {
+        c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The counters of one operator: one set per worker, plus what a restored checkpoint had
+/// counted.
+#[derive(Debug)]
+pub(crate) struct OpMetrics {
+    instances: Box<[InstanceCounters]>,
+    restored: Counts,
 }
 
 impl OpMetrics {
-    pub(crate) fn new(side_ports: usize, workers: usize) -> Self {
-        let zeros = |n| (0..n).map(|_| AtomicU64::new(0)).collect();
+    /// Counters for an operator with `side_ports` side-output ports on `workers` workers,
+    /// starting from `restored`.
+    pub(crate) fn new(side_ports: usize, workers: usize, mut restored: Counts) -> Self {
+        restored.side.resize(side_ports, 0);
+        let zeros = || (0..side_ports).map(|_| AtomicU64::new(0)).collect();
         Self {
-            side: zeros(side_ports),
-            state_keys: zeros(workers),
-            timers: zeros(workers),
-            ..Self::default()
+            instances: (0..workers)
+                .map(|_| InstanceCounters {
+                    side: zeros(),
+                    ..InstanceCounters::default()
+                })
+                .collect(),
+            restored,
         }
     }
 
-    /// Records the state size of the instance on `worker`.
+    /// What the restored checkpoint had counted (zero on a fresh start).
+    pub(crate) fn restored(&self) -> &Counts {
+        &self.restored
+    }
+
+    /// The counts over every instance, the restored ones included.
+    pub(crate) fn totals(&self) -> Counts {
+        let mut total = self.restored.clone();
+        for i in self.instances.iter() {
+            total.add(&i.counts());
+        }
+        total
+    }
+
+    /// Keys with keyed state, over all instances.
+    pub(crate) fn state_keys(&self) -> u64 {
+        self.instances
+            .iter()
+            .map(|i| i.state_keys.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Pending timers, over all instances.
+    pub(crate) fn timers(&self) -> u64 {
+        self.instances
+            .iter()
+            .map(|i| i.timers.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// An operator instance's handle on its counters. Written only on its worker's thread.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceMetrics {
+    op: std::sync::Arc<OpMetrics>,
+    worker: usize,
+}
+
+impl InstanceMetrics {
+    pub(crate) fn new(op: std::sync::Arc<OpMetrics>, worker: usize) -> Self {
+        assert!(worker < op.instances.len(), "worker index out of range");
+        Self { op, worker }
+    }
+
     #[inline]
-    pub(crate) fn set_state(&self, worker: usize, keys: usize, timers: usize) {
-        self.state_keys[worker].store(keys as u64, Ordering::Relaxed);
-        self.timers[worker].store(timers as u64, Ordering::Relaxed);
+    fn mine(&self) -> &InstanceCounters {
+        &self.op.instances[self.worker]
+    }
+
+    /// Records the state size of this instance.
+    #[inline]
+    pub(crate) fn set_state(&self, keys: usize, timers: usize) {
+        let c = self.mine();
+        c.state_keys.store(keys as u64, Ordering::Relaxed);
+        c.timers.store(timers as u64, Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn add_in(&self, n: usize) {
-        self.records_in.fetch_add(n as u64, Ordering::Relaxed);
+        bump(&self.mine().records_in, n);
     }
 
     #[inline]
     pub(crate) fn add_out(&self, n: usize) {
-        if n > 0 {
-            self.records_out.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        bump(&self.mine().records_out, n);
     }
 
     #[inline]
     pub(crate) fn add_late(&self, n: usize) {
-        if n > 0 {
-            self.late.fetch_add(n as u64, Ordering::Relaxed);
-        }
+        bump(&self.mine().late, n);
     }
 
     #[inline]
     pub(crate) fn add_side(&self, port: usize, n: usize) {
-        if n > 0 {
-            self.side[port].fetch_add(n as u64, Ordering::Relaxed);
+        bump(&self.mine().side[port], n);
+    }
+
+    /// This instance's counts for a checkpoint: its own, plus (on worker 0, so that they are
+    /// counted once) everything the job restored, so that a later restore starts from the
+    /// whole.
+    pub(crate) fn checkpoint_counts(&self) -> Counts {
+        let mut c = self.mine().counts();
+        if self.worker == 0 {
+            c.add(&self.op.restored);
         }
+        c
     }
 }
 
@@ -117,6 +247,23 @@ pub struct OperatorMetrics {
     pub state_keys: u64,
     /// Pending timers, over all workers (keyed operators only).
     pub pending_timers: u64,
+    /// The part of the counts above that the checkpoint the job restored from had counted
+    /// (all zero on a fresh start): this run's own counts are the difference.
+    pub restored: RestoredCounts,
+}
+
+/// What a restored checkpoint had counted for one operator ([`OperatorMetrics::restored`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoredCounts {
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted on the main output.
+    pub records_out: u64,
+    /// Late records.
+    pub late: u64,
+    /// Records emitted per side output, by tag name.
+    pub side_outputs: Vec<(String, u64)>,
 }
 
 impl OperatorMetrics {

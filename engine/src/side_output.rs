@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::OpResult;
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::push::{join_outputs, AnyPush, BoxPush};
 use crate::time::Timestamp;
@@ -127,14 +127,14 @@ pub(crate) fn side_maker<X: Clone + 'static>(tag: usize) -> SideMaker {
 /// All side outputs of one operator instance.
 pub(crate) struct SideOutputs {
     slots: Vec<Box<dyn SideChannel>>,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
     /// Index in `metrics.side` of the "(unconsumed)" counter.
     unconsumed: usize,
 }
 
 impl SideOutputs {
     /// `slots[i]` is port `i + 1`; `metrics.side` has one more counter for unconsumed tags.
-    pub(crate) fn new(slots: Vec<Box<dyn SideChannel>>, metrics: Arc<OpMetrics>) -> Self {
+    pub(crate) fn new(slots: Vec<Box<dyn SideChannel>>, metrics: InstanceMetrics) -> Self {
         let unconsumed = slots.len();
         Self {
             slots,

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::checkpoint::{store, CheckpointData, CheckpointSettings, InstanceState};
 use crate::error::BoxError;
-use crate::metrics::CheckpointMetrics;
+use crate::metrics::{CheckpointMetrics, InstanceMetrics};
 use crate::runtime::graph::JobShared;
 
 /// What operator instances and the job handle tell the coordinator.
@@ -48,16 +48,19 @@ pub(crate) enum Event {
 }
 
 /// An operator instance's line to the coordinator. Cheap to clone; `None` in a job without
-/// checkpointing.
+/// checkpointing. Every report carries the instance's record counts as of the report, so an
+/// operator reports at its barrier, after the records before it and before any after it.
 #[derive(Clone)]
 pub(crate) struct CheckpointPort {
     pub(crate) events: Sender<Event>,
     pub(crate) op: usize,
     pub(crate) worker: usize,
+    pub(crate) metrics: InstanceMetrics,
 }
 
 impl CheckpointPort {
-    pub(crate) fn ack(&self, id: u64, state: InstanceState) {
+    pub(crate) fn ack(&self, id: u64, mut state: InstanceState) {
+        state.counts = self.metrics.checkpoint_counts();
         // A send fails only once the coordinator is gone, when the job is ending anyway.
         let _ = self.events.send(Event::Ack {
             id,
@@ -69,11 +72,27 @@ impl CheckpointPort {
 
     pub(crate) fn finished(&self, mut state: InstanceState) {
         state.finished = true;
+        state.counts = self.metrics.checkpoint_counts();
         let _ = self.events.send(Event::Finished {
             op: self.op,
             worker: self.worker,
             state,
         });
+    }
+}
+
+/// For an operator without state: reports its counts at barrier `n` (through `port`, if the
+/// job checkpoints).
+pub(crate) fn ack_counts(port: &Option<CheckpointPort>, n: u64) {
+    if let Some(port) = port {
+        port.ack(n, InstanceState::default());
+    }
+}
+
+/// For an operator without state: reports its final counts at the end of its input.
+pub(crate) fn finished_counts(port: &Option<CheckpointPort>) {
+    if let Some(port) = port {
+        port.finished(InstanceState::default());
     }
 }
 
@@ -110,8 +129,6 @@ pub(crate) struct Coordinator {
     pub(crate) max_parallelism: usize,
     /// Per operator: the sink committer, if the operator is a sink.
     pub(crate) committers: Vec<Option<Arc<dyn Committer>>>,
-    /// Per operator: whether its instances report (others only forward barriers).
-    pub(crate) checkpointed: Vec<bool>,
     pub(crate) next_id: u64,
     pub(crate) job: Arc<JobShared>,
     pub(crate) rx: Receiver<Event>,
@@ -130,15 +147,8 @@ impl Coordinator {
     pub(crate) fn run(mut self) {
         let ops = self.names.len();
         let p = self.parallelism;
-        let mut finished: Vec<Vec<Option<InstanceState>>> = (0..ops)
-            .map(|op| {
-                let done = (!self.checkpointed[op]).then(|| InstanceState {
-                    finished: true,
-                    ..InstanceState::default()
-                });
-                vec![done; p]
-            })
-            .collect();
+        // Every operator instance reports (its state, if any, and always its counts).
+        let mut finished: Vec<Vec<Option<InstanceState>>> = vec![vec![None; p]; ops];
         let mut pending: Option<Pending> = None;
         // Requested checkpoints and savepoints, oldest first.
         let mut requests: Vec<(bool, Sender<Result<PathBuf, String>>)> = Vec::new();

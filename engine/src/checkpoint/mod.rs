@@ -6,8 +6,11 @@
 //! inputs (a union, the receiving end of a `key_by`) *aligns*: an input that has delivered
 //! `Barrier(n)` is held back until every live input has. Then each operator snapshots its state
 //! (keyed state by key group, timers, window contents, watermark) and forwards the barrier;
-//! sinks pre-commit what they wrote before it. When every operator instance has reported, the
-//! coordinator writes the checkpoint (module `store`) and only then tells the sinks to commit.
+//! sinks pre-commit what they wrote before it. Every operator instance reports, stateless ones
+//! too: each report carries the instance's record counts as of the barrier, so the job's
+//! metrics are part of the cut (see [`crate::metrics`]). When every operator instance has
+//! reported, the coordinator writes the checkpoint (module `store`) and only then tells the
+//! sinks to commit.
 //!
 //! An operator instance that has finished (its input ended) reports its final state once; that
 //! report stands in for it in every later checkpoint, so checkpoints go on while parts of a
@@ -17,7 +20,8 @@
 //! Restore: keyed state is regrouped by key group, so a checkpoint taken at parallelism `P`
 //! restores at any `P'` up to the number of key groups; sources reopen their splits at the
 //! recorded positions; sinks commit what the checkpoint had pre-committed and discard anything
-//! else left pending. See `docs/guarantees.md`.
+//! else left pending; each operator's counts start from the sum of its instances' in the
+//! checkpoint. See `docs/guarantees.md`.
 
 pub(crate) mod coordinator;
 pub(crate) mod store;
@@ -28,6 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::worker_for_key_group;
+use crate::metrics::Counts;
 
 /// Where a job's state comes from when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +101,8 @@ pub(crate) struct InstanceState {
     /// A sink's pre-committed transaction, committed when the checkpoint completes.
     #[serde(with = "serde_bytes")]
     pub(crate) txn: Option<Vec<u8>>,
+    /// The instance's record counts as of the barrier (see [`crate::metrics`]).
+    pub(crate) counts: Counts,
 }
 
 impl InstanceState {

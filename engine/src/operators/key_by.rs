@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use crossbeam_utils::sync::Unparker;
 
+use crate::checkpoint::coordinator::{ack_counts, finished_counts, CheckpointPort};
 use crate::error::{JobError, OpFailure, OpResult};
 use crate::keys::{Key, Router};
-use crate::metrics::{ExchangeStats, OpMetrics};
+use crate::metrics::{ExchangeStats, InstanceMetrics};
 use crate::record::{Message, Record};
 use crate::runtime::align::Aligner;
 use crate::runtime::graph::{
@@ -88,6 +89,7 @@ where
                 down,
                 id: cx.op,
                 metrics,
+                port: cx.checkpoint_port(),
             });
             return Ok(vec![erase(op)]);
         }
@@ -124,6 +126,7 @@ where
             outbox,
             id: cx.op,
             metrics,
+            port: cx.checkpoint_port(),
         });
         Ok(vec![erase(op)])
     }
@@ -135,7 +138,8 @@ struct LocalKeyBy<K, T, F> {
     out: Vec<Record<(K, T)>>,
     down: BoxPush<(K, T)>,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
+    port: Option<CheckpointPort>,
 }
 
 impl<K, T, F: Fn(&T) -> K> Push<T> for LocalKeyBy<K, T, F> {
@@ -161,9 +165,11 @@ impl<K, T, F: Fn(&T) -> K> Push<T> for LocalKeyBy<K, T, F> {
         self.down.tick(now)
     }
     fn end(&mut self) -> OpResult {
+        finished_counts(&self.port);
         self.down.end()
     }
     fn barrier(&mut self, n: u64) -> OpResult {
+        ack_counts(&self.port, n);
         self.down.barrier(n)
     }
 }
@@ -174,7 +180,9 @@ struct ExchangeSender<K, T, F> {
     router: Router,
     outbox: Rc<RefCell<ExchangeOutbox<(K, T)>>>,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
+    /// The sending side reports the exchange's counts (it is where they are counted).
+    port: Option<CheckpointPort>,
 }
 
 impl<K: Key, T, F: Fn(&T) -> K> ExchangeSender<K, T, F> {
@@ -214,9 +222,11 @@ impl<K: Key, T, F: Fn(&T) -> K> Push<T> for ExchangeSender<K, T, F> {
         Ok(())
     }
     fn end(&mut self) -> OpResult {
+        finished_counts(&self.port);
         self.broadcast(|| Message::End)
     }
     fn barrier(&mut self, n: u64) -> OpResult {
+        ack_counts(&self.port, n);
         self.broadcast(|| Message::Barrier(n))
     }
 }

@@ -10,7 +10,7 @@ use crate::checkpoint::store::{decode, encode};
 use crate::checkpoint::{by_group, InstanceState, Restored};
 use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::Key;
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::process::{Context, KeyedProcessFunction, Parts, TimeDomain, Timer};
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
@@ -33,10 +33,6 @@ where
     C: Fn(&mut StateRegistry<K>) -> F + Send + Sync + 'static,
     F: KeyedProcessFunction<K, T>,
 {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -70,7 +66,6 @@ where
             clock,
             batch_size: cx.config().batch_size,
             id: cx.op,
-            worker: cx.worker,
             metrics,
             _t: PhantomData,
         });
@@ -145,8 +140,7 @@ struct ProcessOp<K, T, F: KeyedProcessFunction<K, T>> {
     clock: Arc<dyn Clock>,
     batch_size: usize,
     id: usize,
-    worker: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
     _t: PhantomData<fn(T)>,
 }
 
@@ -177,7 +171,6 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> ProcessOp<K, T, F> {
 
     fn flush(&mut self) -> OpResult {
         self.metrics.set_state(
-            self.worker,
             self.parts.state.keys(),
             self.parts.event_timers.len() + self.parts.proc_timers.len(),
         );
@@ -254,7 +247,6 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
         self.fire(TimeDomain::EventTime, wm)?;
         self.parts.state.expire(wm);
         self.metrics.set_state(
-            self.worker,
             self.parts.state.keys(),
             self.parts.event_timers.len() + self.parts.proc_timers.len(),
         );
@@ -280,7 +272,6 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
         self.fire(TimeDomain::EventTime, Timestamp::MAX)?;
         self.parts.state.expire(Timestamp::MAX);
         self.metrics.set_state(
-            self.worker,
             self.parts.state.keys(),
             self.parts.event_timers.len() + self.parts.proc_timers.len(),
         );

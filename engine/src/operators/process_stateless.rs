@@ -5,8 +5,9 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::checkpoint::coordinator::{ack_counts, finished_counts, CheckpointPort};
 use crate::error::{OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::process::{ProcessContext, ProcessFunction};
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
@@ -43,6 +44,7 @@ where
             watermark: Timestamp::MIN,
             id: cx.op,
             metrics,
+            port: cx.checkpoint_port(),
             _t: PhantomData,
         });
         Ok(vec![erase(op)])
@@ -57,7 +59,8 @@ struct ProcessFnOp<T, F: ProcessFunction<T>> {
     clock: Arc<dyn Clock>,
     watermark: Timestamp,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
+    port: Option<CheckpointPort>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -98,10 +101,12 @@ impl<T, F: ProcessFunction<T>> Push<T> for ProcessFnOp<T, F> {
     }
     fn end(&mut self) -> OpResult {
         self.sides.end()?;
+        finished_counts(&self.port);
         self.down.end()
     }
     fn barrier(&mut self, n: u64) -> OpResult {
-        // The function's own fields are not state the runtime knows of: nothing to snapshot.
+        // The function's own fields are not state the runtime knows of: only the counts.
+        ack_counts(&self.port, n);
         self.sides.barrier(n)?;
         self.down.barrier(n)
     }

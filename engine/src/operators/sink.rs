@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::checkpoint::coordinator::{CheckpointPort, Committer};
 use crate::checkpoint::InstanceState;
 use crate::error::{BoxError, JobError, OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory, PrepareCx, Shared};
 use crate::runtime::push::{erase, AnyPush, BoxPush, Push};
@@ -35,10 +35,6 @@ impl<T: 'static, S: Sink<T>> Committer for SinkCommitter<T, S> {
 }
 
 impl<T: 'static, S: Sink<T>> NodeFactory for SinkFactory<T, S> {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
         cx.committer = Some(Arc::new(SinkCommitter {
             sink: self.sink.clone(),
@@ -79,7 +75,7 @@ struct SinkOp<T, S> {
     sink: Arc<S>,
     port: Option<CheckpointPort>,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
 }
 
 impl<T: 'static, S: Sink<T>> Push<T> for SinkOp<T, S> {

@@ -15,7 +15,7 @@ use crate::error::BoxError;
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{JobError, OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::graph::{
     BuildCx, Driver, DriverStatus, JobShared, NodeFactory, PrepareCx, Shared,
@@ -35,10 +35,6 @@ pub(crate) struct SourceFactory<T, S> {
 }
 
 impl<T: Clone + 'static, S: Source<T>> NodeFactory for SourceFactory<T, S> {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
         enter(cx.op);
         let splits = self
@@ -189,7 +185,7 @@ struct SourceDriver<T> {
     buf: Vec<Record<T>>,
     batch_size: usize,
     down: BoxPush<T>,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
     assigner: Option<Arc<dyn TimestampAssigner<T>>>,
     clock: Arc<dyn Clock>,
     emitted: Timestamp,

@@ -5,8 +5,9 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::checkpoint::coordinator::{ack_counts, finished_counts, CheckpointPort};
 use crate::error::{OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
@@ -125,6 +126,7 @@ where
             down: join_outputs::<U>(outputs.swap_remove(0)),
             id: cx.op,
             metrics: cx.metrics(),
+            port: cx.checkpoint_port(),
             _t: PhantomData,
         });
         Ok(vec![erase(op)])
@@ -136,7 +138,8 @@ struct StatelessOp<T, U, B> {
     out: Vec<Record<U>>,
     down: BoxPush<U>,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
+    port: Option<CheckpointPort>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -168,9 +171,11 @@ impl<T, U, B: BatchFn<T, U>> Push<T> for StatelessOp<T, U, B> {
         self.down.tick(now)
     }
     fn end(&mut self) -> OpResult {
+        finished_counts(&self.port);
         self.down.end()
     }
     fn barrier(&mut self, n: u64) -> OpResult {
+        ack_counts(&self.port, n);
         self.down.barrier(n)
     }
 }

@@ -4,10 +4,10 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
+use crate::checkpoint::coordinator::{ack_counts, finished_counts, CheckpointPort};
 use crate::error::{OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::{Message, Record};
 use crate::runtime::align::Aligner;
 use crate::runtime::graph::{BuildCx, NodeFactory};
@@ -31,6 +31,7 @@ impl<T: Clone + 'static> NodeFactory for UnionFactory<T> {
             tracker: WatermarkTracker::new(self.inputs),
             down: join_outputs::<T>(outputs.swap_remove(0)),
             metrics: cx.metrics(),
+            port: cx.checkpoint_port(),
             align: Aligner::new(self.inputs),
         }));
         Ok((0..self.inputs)
@@ -51,7 +52,8 @@ impl<T: Clone + 'static> NodeFactory for UnionFactory<T> {
 struct UnionCore<T> {
     tracker: WatermarkTracker,
     down: BoxPush<T>,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
+    port: Option<CheckpointPort>,
     align: Aligner<T>,
 }
 
@@ -83,6 +85,7 @@ impl<T> UnionCore<T> {
                 let (all, p) = self.tracker.end_progress(index);
                 self.progress(p)?;
                 if all {
+                    finished_counts(&self.port);
                     return self.down.end();
                 }
                 self.check_aligned()
@@ -105,6 +108,8 @@ impl<T> UnionCore<T> {
         let Some((n, held)) = self.align.release() else {
             return Ok(());
         };
+        // Aligned: every record before the barrier is counted, none after it (held back).
+        ack_counts(&self.port, n);
         self.down.barrier(n)?;
         for (index, msg) in held {
             self.handle(index, msg)?;

@@ -8,7 +8,7 @@ use crate::checkpoint::coordinator::CheckpointPort;
 use crate::checkpoint::store::{decode, encode};
 use crate::checkpoint::InstanceState;
 use crate::error::{OpFailure, OpResult};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
@@ -21,10 +21,6 @@ pub(crate) struct WatermarkFactory<T> {
 }
 
 impl<T: Clone + 'static> NodeFactory for WatermarkFactory<T> {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -72,7 +68,7 @@ struct WatermarkOp<T> {
     port: Option<CheckpointPort>,
     down: BoxPush<T>,
     id: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
 }
 
 impl<T: 'static> Push<T> for WatermarkOp<T> {

@@ -14,7 +14,7 @@ use crate::checkpoint::store::{decode, encode};
 use crate::checkpoint::{by_group, InstanceState, Restored};
 use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::{fast_map, FastMap, Key};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
 use crate::runtime::push::{erase, join_outputs, AnyPush, BoxPush, Push};
@@ -40,10 +40,6 @@ where
     T: Clone + Send + 'static,
     W: WindowFn<K, T>,
 {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -72,7 +68,6 @@ where
             down: join_outputs::<WindowResult<K, W::Out>>(outputs.swap_remove(0)),
             batch_size: cx.config().batch_size,
             id: cx.op,
-            worker: cx.worker,
             metrics,
             port: cx.checkpoint_port(),
             max_parallelism: cx.config().max_parallelism,
@@ -116,8 +111,7 @@ struct PaneWindowOp<K, T, W: WindowFn<K, T>> {
     down: BoxPush<WindowResult<K, W::Out>>,
     batch_size: usize,
     id: usize,
-    worker: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
     port: Option<CheckpointPort>,
     max_parallelism: usize,
 }
@@ -355,7 +349,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> PaneWindowOp<K, T, W> {
 
     fn flush(&mut self) -> OpResult {
         let keys: usize = self.panes.iter().map(|(_, m)| m.len()).sum();
-        self.metrics.set_state(self.worker, keys, self.panes.len());
+        self.metrics.set_state(keys, self.panes.len());
         self.sides.flush()?;
         if self.out.is_empty() {
             return Ok(());

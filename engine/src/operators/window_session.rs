@@ -18,7 +18,7 @@ use crate::checkpoint::store::{decode, encode};
 use crate::checkpoint::{by_group, InstanceState, Restored};
 use crate::error::{BoxError, OpFailure, OpResult};
 use crate::keys::{fast_map, FastMap, Key};
-use crate::metrics::OpMetrics;
+use crate::metrics::InstanceMetrics;
 use crate::operators::process::{keyed_instance_state, restored_watermark};
 use crate::record::Record;
 use crate::runtime::graph::{BuildCx, NodeFactory};
@@ -44,10 +44,6 @@ where
     T: Clone + Send + 'static,
     W: WindowFn<K, T>,
 {
-    fn checkpointed(&self) -> bool {
-        true
-    }
-
     fn build(
         &self,
         cx: &mut BuildCx<'_>,
@@ -68,7 +64,6 @@ where
             down: join_outputs::<WindowResult<K, W::Out>>(outputs.swap_remove(0)),
             batch_size: cx.config().batch_size,
             id: cx.op,
-            worker: cx.worker,
             metrics,
             port: cx.checkpoint_port(),
             max_parallelism: cx.config().max_parallelism,
@@ -114,8 +109,7 @@ struct SessionWindowOp<K, T, W: WindowFn<K, T>> {
     down: BoxPush<WindowResult<K, W::Out>>,
     batch_size: usize,
     id: usize,
-    worker: usize,
-    metrics: Arc<OpMetrics>,
+    metrics: InstanceMetrics,
     port: Option<CheckpointPort>,
     max_parallelism: usize,
 }
@@ -326,8 +320,7 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
     }
 
     fn flush(&mut self) -> OpResult {
-        self.metrics
-            .set_state(self.worker, self.keys.len(), self.timers.len());
+        self.metrics.set_state(self.keys.len(), self.timers.len());
         self.sides.flush()?;
         if self.out.is_empty() {
             return Ok(());

@@ -19,7 +19,7 @@ use crate::checkpoint::coordinator::{CheckpointPort, CheckpointShared, Committer
 use crate::checkpoint::{CheckpointData, Restored};
 use crate::config::Config;
 use crate::error::{JobError, OpFailure, OpResult};
-use crate::metrics::{ExchangeStats, OpMetrics};
+use crate::metrics::{ExchangeStats, InstanceMetrics, OpMetrics};
 use crate::runtime::push::AnyPush;
 use crate::time::Timestamp;
 
@@ -39,12 +39,6 @@ pub(crate) trait NodeFactory: Send + Sync {
     /// Creates per-job resources, once, before the workers start.
     fn prepare(&self, _cx: &mut PrepareCx<'_>) -> Result<Shared, JobError> {
         Ok(Box::new(()))
-    }
-
-    /// Whether instances of the node report to checkpoints (they have state, positions or
-    /// transactions). Others only forward barriers.
-    fn checkpointed(&self) -> bool {
-        false
     }
 
     /// Instantiates the node on one worker. `outputs[port]` holds the pushers of the consumers
@@ -189,8 +183,9 @@ impl BuildCx<'_> {
         &self.job.config
     }
 
-    pub(crate) fn metrics(&self) -> Arc<OpMetrics> {
-        self.job.metrics[self.op].clone()
+    /// This operator instance's counters.
+    pub(crate) fn metrics(&self) -> InstanceMetrics {
+        InstanceMetrics::new(self.job.metrics[self.op].clone(), self.worker)
     }
 
     /// This operator instance's line to the checkpoint coordinator, if checkpointing is on.
@@ -199,6 +194,7 @@ impl BuildCx<'_> {
             events: c.events.clone(),
             op: self.op,
             worker: self.worker,
+            metrics: self.metrics(),
         })
     }
 }

@@ -16,7 +16,10 @@ use crate::checkpoint::{
 };
 use crate::config::Config;
 use crate::error::{FailureKind, JobError, OpFailure, OperatorName};
-use crate::metrics::{CheckpointMetrics, ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics};
+use crate::metrics::{
+    CheckpointMetrics, Counts, ExchangeMetrics, JobMetrics, OpMetrics, OperatorMetrics,
+    RestoredCounts,
+};
 use crate::runtime::graph::{Graph, JobShared, PrepareCx};
 use crate::runtime::worker;
 
@@ -290,19 +293,30 @@ impl JobHandle {
 }
 
 fn snapshot(id: usize, name: &str, m: &OpMetrics, side_names: &[String]) -> OperatorMetrics {
+    let total = m.totals();
+    let restored = m.restored();
+    let named = |counts: &[u64]| {
+        side_names
+            .iter()
+            .zip(counts)
+            .map(|(n, c)| (n.clone(), *c))
+            .collect()
+    };
     OperatorMetrics {
         id,
         name: name.to_string(),
-        records_in: m.records_in.load(Ordering::Relaxed),
-        records_out: m.records_out.load(Ordering::Relaxed),
-        late: m.late.load(Ordering::Relaxed),
-        side_outputs: side_names
-            .iter()
-            .zip(&m.side)
-            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
-            .collect(),
-        state_keys: m.state_keys.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
-        pending_timers: m.timers.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+        records_in: total.records_in,
+        records_out: total.records_out,
+        late: total.late,
+        side_outputs: named(&total.side),
+        state_keys: m.state_keys(),
+        pending_timers: m.timers(),
+        restored: RestoredCounts {
+            records_in: restored.records_in,
+            records_out: restored.records_out,
+            late: restored.late,
+            side_outputs: named(&restored.side),
+        },
     }
 }
 
@@ -395,10 +409,23 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
         .collect();
     let p = config.parallelism;
     let parkers: Vec<Parker> = (0..p).map(|_| Parker::new()).collect();
+    // Counts continue from the restored checkpoint's: the sum over its instances of each
+    // operator, whatever the parallelism was.
+    let restored_counts = |op: usize| -> Counts {
+        let mut total = Counts::default();
+        let restore = checkpoint_shared
+            .as_ref()
+            .and_then(|c: &CheckpointShared| c.restore.as_deref());
+        for i in restore.map_or(&[][..], |r| &r.instances[op][..]) {
+            total.add(&i.counts);
+        }
+        total
+    };
     let job = Arc::new(JobShared {
         metrics: side_names
             .iter()
-            .map(|s| Arc::new(OpMetrics::new(s.len(), config.parallelism)))
+            .enumerate()
+            .map(|(op, s)| Arc::new(OpMetrics::new(s.len(), p, restored_counts(op))))
             .collect(),
         names: names.clone(),
         exchanges,
@@ -417,11 +444,6 @@ pub(crate) fn start(graph: Graph, config: Config) -> Result<JobHandle, JobError>
                 parallelism: p,
                 max_parallelism: job.config.max_parallelism,
                 committers,
-                checkpointed: graph
-                    .nodes
-                    .iter()
-                    .map(|n| n.factory.checkpointed())
-                    .collect(),
                 next_id,
                 job: job.clone(),
                 rx,

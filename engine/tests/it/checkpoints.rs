@@ -249,18 +249,43 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The output of an uninterrupted run (no checkpointing: the sink writes plain part files).
-fn reference(kind: Kind, data: &Arc<Vec<Rec>>, tmp: &Path) -> Vec<Line> {
+/// The output of an uninterrupted run (no checkpointing: the sink writes plain part files), and
+/// its metrics.
+fn reference(kind: Kind, data: &Arc<Vec<Rec>>, tmp: &Path) -> (Vec<Line>, JobMetrics) {
     let out = tmp.join(format!("reference-{kind:?}"));
     let env = StreamEnv::new(Config::default().parallelism(2));
     build(&env, kind, source(data, usize::MAX), &out);
-    join(env.start().unwrap()).unwrap();
-    committed(&out)
+    let metrics = join(env.start().unwrap()).unwrap();
+    (committed(&out), metrics)
+}
+
+/// Every operator's record counts: name, in, out, late, side outputs.
+type Counted = Vec<(String, u64, u64, u64, Vec<(String, u64)>)>;
+
+fn counts(m: &JobMetrics) -> Counted {
+    m.operators
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                o.records_in,
+                o.records_out,
+                o.late,
+                o.side_outputs.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Runs at `p1` until the gate, takes a savepoint, cancels; restores at `p2` and finishes.
-/// Returns the committed output of both runs together.
-fn interrupted(kind: Kind, data: &Arc<Vec<Rec>>, p1: usize, p2: usize, tmp: &Path) -> Vec<Line> {
+/// Returns the committed output of both runs together, and the restored run's metrics.
+fn interrupted(
+    kind: Kind,
+    data: &Arc<Vec<Rec>>,
+    p1: usize,
+    p2: usize,
+    tmp: &Path,
+) -> (Vec<Line>, JobMetrics) {
     let out = tmp.join(format!("out-{kind:?}-{p1}-{p2}"));
     let chk = tmp.join(format!("chk-{kind:?}-{p1}-{p2}"));
     let gate = data.len() * 2 / 5;
@@ -289,25 +314,40 @@ fn interrupted(kind: Kind, data: &Arc<Vec<Rec>>, p1: usize, p2: usize, tmp: &Pat
     assert_eq!(handle.restore_info().restored.as_deref(), Some(&*savepoint));
     let metrics = join(handle).unwrap();
     assert!(metrics.checkpoints.restored_id.is_some());
-    committed(&out)
+    (committed(&out), metrics)
 }
 
 fn check_rescaling(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let data = Arc::new(input(20_000, 40, 7));
-    let expected = reference(kind, &data, tmp.path());
+    let (expected, expected_metrics) = reference(kind, &data, tmp.path());
     assert!(
         expected.len() > 100,
         "{kind:?}: too few results to compare: {expected:?}"
     );
     for (p1, p2) in [(1, 2), (2, 4), (4, 1)] {
-        let got = interrupted(kind, &data, p1, p2, tmp.path());
+        let (got, metrics) = interrupted(kind, &data, p1, p2, tmp.path());
         assert_eq!(
             got.len(),
             expected.len(),
             "{kind:?} {p1}->{p2}: result count (duplicates or loss)"
         );
         assert_eq!(got, expected, "{kind:?} {p1}->{p2}: results differ");
+        // The restored run's counts continue from the savepoint's: every operator's equal an
+        // uninterrupted run's, and the source's restored part is what the first run had read.
+        assert_eq!(
+            counts(&metrics),
+            counts(&expected_metrics),
+            "{kind:?} {p1}->{p2}: record counts"
+        );
+        let src = &metrics.operators[0];
+        assert_eq!(src.records_out, data.len() as u64);
+        assert!(
+            src.restored.records_out > 0 && src.restored.records_out < src.records_out,
+            "{kind:?} {p1}->{p2}: restored part {:?} of {}",
+            src.restored,
+            src.records_out
+        );
     }
 }
 
@@ -396,7 +436,7 @@ fn a_checkpoint_on_request_then_cancel_pauses_the_job() {
     join(handle).unwrap();
     assert_eq!(
         committed(&tmp.path().join("out")),
-        reference(Kind::Tumbling, &data, tmp.path())
+        reference(Kind::Tumbling, &data, tmp.path()).0
     );
 }
 
@@ -419,7 +459,7 @@ fn a_corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     // duplicates, no loss.
     assert_eq!(
         committed(&tmp.path().join("out")),
-        reference(Kind::Tumbling, &data, tmp.path())
+        reference(Kind::Tumbling, &data, tmp.path()).0
     );
 }
 
@@ -436,7 +476,7 @@ fn a_truncated_checkpoint_is_detected_and_the_previous_one_is_used() {
     join(handle).unwrap();
     assert_eq!(
         committed(&tmp.path().join("out")),
-        reference(Kind::Tumbling, &data, tmp.path())
+        reference(Kind::Tumbling, &data, tmp.path()).0
     );
 }
 
@@ -521,7 +561,7 @@ fn a_job_with_another_stateless_stage_restores_by_operator_name() {
     join(handle).unwrap();
     assert_eq!(
         committed(&out),
-        reference(Kind::Tumbling, &data, tmp.path())
+        reference(Kind::Tumbling, &data, tmp.path()).0
     );
 }
 
@@ -582,7 +622,7 @@ fn periodic_checkpoints_complete_and_keep_only_the_newest() {
     // The output, committed by the checkpoints and the final one, equals a plain run's.
     assert_eq!(
         committed(&out),
-        reference(Kind::Tumbling, &data, tmp.path())
+        reference(Kind::Tumbling, &data, tmp.path()).0
     );
     // No in-progress or pending file is left behind.
     let hidden: HashMap<String, ()> = std::fs::read_dir(&out)
