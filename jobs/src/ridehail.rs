@@ -34,9 +34,10 @@
 //!   they make up its input.
 //! - A run locks its output directory and its checkpoint directory ([`LOCK_FILE`]) for as long
 //!   as it runs: a second run on either is refused before it clears or writes anything.
-//! - The [`Report`] of a resumed run counts only what that run processed: the input after the
-//!   checkpoint ([`Report::resumed_from`]), part of which the killed run may have processed too.
-//!   The `summary` output is per run.
+//! - The [`Report`] of a resumed run counts the whole run, as a run without failure would: the
+//!   counts are checkpointed as of each barrier, like the output, and a resumed run continues
+//!   from them ([`Report::resumed_from`]). Its wall time and events/s are its own
+//!   ([`Report::events_this_run`]).
 
 use std::fs;
 use std::hash::BuildHasher;
@@ -283,13 +284,18 @@ pub struct Report {
     pub live_snapshots: u64,
     /// Events behind the watermark, per job (surge, shifts, live) and trip anomalies.
     pub late: Vec<(String, u64)>,
-    /// Wall time in seconds.
+    /// Input lines this run read itself: all of them, unless it resumed (then those after the
+    /// checkpoint it resumed from).
+    pub events_this_run: u64,
+    /// Wall time of this run in seconds.
     pub wall_secs: f64,
-    /// Input lines per second of wall time.
+    /// Input lines this run read per second of its wall time.
     pub events_per_sec: f64,
-    /// The checkpoint this run resumed from, if any. The counts above then cover only what this
-    /// run processed (the input after that checkpoint, part of which the earlier run may have
-    /// processed too before it was stopped); the output directories hold everything.
+    /// The checkpoint this run resumed from, if any. The counts above then still cover the
+    /// whole input, as of a run without failure: they continue from the checkpoint's (which
+    /// holds them as of its barrier, like the output), and the output directories hold
+    /// everything. Only [`events_this_run`](Self::events_this_run), the wall time and events/s
+    /// are this run's alone.
     pub resumed_from: Option<u64>,
     /// The checkpoint at which the run was paused by [`Interrupt::interrupt`], if it was: the
     /// output up to it is committed, and a resumed run continues from it.
@@ -386,7 +392,8 @@ impl Running {
         }
     }
 
-    /// Input lines read so far.
+    /// Input lines read so far; a resumed run counts on from its checkpoint (see
+    /// [`Report::resumed_from`]).
     pub fn events_in(&self) -> u64 {
         self.handle
             .metrics()
@@ -411,6 +418,9 @@ impl Running {
         let wall = self.started.elapsed().as_secs_f64();
         let op = |name: &str| metrics.operator(name);
         let input = op(validate::OPERATOR).map_or(0, |m| m.records_in);
+        // Counts continue from the checkpoint a resumed run started from: this run's own
+        // input is what it read beyond that.
+        let read_here = input - op(validate::OPERATOR).map_or(0, |m| m.restored.records_in);
         let valid = op(validate::OPERATOR).map_or(0, |m| m.records_out);
         let by_reason: Vec<(String, u64)> = Reason::ALL
             .iter()
@@ -439,8 +449,13 @@ impl Running {
                 ("live".into(), written("sink.live-late")),
                 ("trip_anomalies".into(), written("sink.trip-anomalies")),
             ],
+            events_this_run: read_here,
             wall_secs: wall,
-            events_per_sec: if wall > 0.0 { input as f64 / wall } else { 0.0 },
+            events_per_sec: if wall > 0.0 {
+                read_here as f64 / wall
+            } else {
+                0.0
+            },
             resumed_from,
             paused_at,
         })
@@ -811,10 +826,10 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     let dead_counts: Arc<Vec<AtomicU64>> =
         Arc::new(Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect());
     dead_letters
-        .sink(CountingDeadLetters {
-            inner: JsonLinesSink::new(out.join("dead-letters")),
-            counts: dead_counts.clone(),
-        })
+        .sink(CountingDeadLetters::new(
+            JsonLinesSink::new(out.join("dead-letters")),
+            dead_counts.clone(),
+        ))
         .name("sink.dead-letters");
     json_sink(duplicates.map(|e| json_value(&e)), out, "duplicates");
 
@@ -885,33 +900,106 @@ fn json_value(e: &RideEvent) -> serde_json::Value {
 /// A dead-letter sink that also counts per reason (once per batch). Everything else, the
 /// two-phase commit included, is the inner sink's: the dead letters are exactly once under
 /// checkpointing like every other output.
+///
+/// The counts are checkpointed with the output: each writer's transaction carries its running
+/// counts per reason as of the barrier (and the inner sink's transaction), so a resumed run
+/// counts on from the checkpoint, as the engine's metrics do.
 struct CountingDeadLetters {
     inner: JsonLinesSink<DeadLetter>,
     counts: Arc<Vec<AtomicU64>>,
+    /// What the restored checkpoint had counted, for worker 0's writer to carry on.
+    restored: Arc<parking_lot::Mutex<Vec<u64>>>,
+}
+
+impl CountingDeadLetters {
+    fn new(inner: JsonLinesSink<DeadLetter>, counts: Arc<Vec<AtomicU64>>) -> Self {
+        Self {
+            inner,
+            counts,
+            restored: Arc::new(parking_lot::Mutex::new(vec![0; Reason::ALL.len()])),
+        }
+    }
+}
+
+/// A dead-letter transaction: the writer's counts per reason (in [`Reason::ALL`] order), then
+/// the inner sink's transaction, if any.
+fn encode_dead_txn(counts: &[u64], inner: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 8 * counts.len() + inner.map_or(0, <[u8]>::len));
+    out.push(counts.len() as u8);
+    for c in counts {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out.push(u8::from(inner.is_some()));
+    out.extend_from_slice(inner.unwrap_or_default());
+    out
+}
+
+fn decode_dead_txn(txn: &[u8]) -> Result<(Vec<u64>, Option<&[u8]>), BoxError> {
+    let bad = || -> BoxError { "not a dead-letter transaction of this build".into() };
+    let (&n, rest) = txn.split_first().ok_or_else(bad)?;
+    let n = usize::from(n);
+    if n != Reason::ALL.len() || rest.len() < 8 * n + 1 {
+        return Err(bad());
+    }
+    let counts = rest[..8 * n]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let inner = match rest[8 * n] {
+        0 => None,
+        1 => Some(&rest[8 * n + 1..]),
+        _ => return Err(bad()),
+    };
+    Ok((counts, inner))
 }
 
 impl Sink<DeadLetter> for CountingDeadLetters {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<DeadLetter>>, BoxError> {
+        let total = if cx.worker == 0 {
+            self.restored.lock().clone()
+        } else {
+            vec![0; Reason::ALL.len()]
+        };
         Ok(Box::new(CountingWriter {
             inner: self.inner.open(cx)?,
             counts: self.counts.clone(),
             local: vec![0; Reason::ALL.len()],
+            total,
         }))
     }
 
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        self.inner.commit(txn)
+        match decode_dead_txn(txn)?.1 {
+            Some(inner) => self.inner.commit(inner),
+            None => Ok(()),
+        }
     }
 
     fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.inner.recover(restored, txns)
+        let mut sum = vec![0; Reason::ALL.len()];
+        let mut inner = Vec::new();
+        for txn in txns {
+            let (counts, txn) = decode_dead_txn(txn)?;
+            for (s, c) in sum.iter_mut().zip(counts) {
+                *s += c;
+            }
+            inner.extend(txn.map(<[u8]>::to_vec));
+        }
+        for (c, s) in self.counts.iter().zip(&sum) {
+            c.store(*s, Ordering::Relaxed);
+        }
+        *self.restored.lock() = sum;
+        self.inner.recover(restored, &inner)
     }
 }
 
 struct CountingWriter {
     inner: Box<dyn SinkWriter<DeadLetter>>,
     counts: Arc<Vec<AtomicU64>>,
+    /// This batch's counts.
     local: Vec<u64>,
+    /// This writer's counts since the run began (with the restored ones on worker 0).
+    total: Vec<u64>,
 }
 
 impl SinkWriter<DeadLetter> for CountingWriter {
@@ -923,9 +1011,15 @@ impl SinkWriter<DeadLetter> for CountingWriter {
                 .unwrap_or(0);
             self.local[i] += 1;
         }
-        for (c, n) in self.counts.iter().zip(self.local.iter_mut()) {
+        for ((c, t), n) in self
+            .counts
+            .iter()
+            .zip(self.total.iter_mut())
+            .zip(self.local.iter_mut())
+        {
             if *n > 0 {
                 c.fetch_add(*n, Ordering::Relaxed);
+                *t += *n;
                 *n = 0;
             }
         }
@@ -941,7 +1035,9 @@ impl SinkWriter<DeadLetter> for CountingWriter {
     }
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.inner.pre_commit(checkpoint)
+        // Always a transaction, so that the checkpoint holds every writer's counts.
+        let inner = self.inner.pre_commit(checkpoint)?;
+        Ok(Some(encode_dead_txn(&self.total, inner.as_deref())))
     }
 }
 

@@ -48,9 +48,9 @@ enum Command {
     /// the old checkpoints. --no-checkpoints writes part-W.jsonl files directly instead, with no
     /// recovery.
     ///
-    /// The summary (printed, and in OUT/summary/summary.json) of a resumed run counts only what
-    /// that run processed: the input after the checkpoint it resumed from, part of which the
-    /// earlier run may have processed too. The output directories hold everything.
+    /// The summary (printed, and in OUT/summary/summary.json) of a resumed run counts the whole
+    /// run, as a run without failure would: the counts are checkpointed with the output and
+    /// continue from the checkpoint. Its wall time and events/s are its own.
     Run(RunArgs),
     /// Write simulated events as JSON Lines to a file or standard output.
     Generate(GenerateArgs),
@@ -320,7 +320,7 @@ fn run(args: RunArgs) -> Result<()> {
             let start = Instant::now();
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(500));
-                let n = metrics();
+                let (n, here) = metrics();
                 let wm = progress.watermark.load(Ordering::Relaxed);
                 let wm = if wm == i64::MIN {
                     "-".to_string()
@@ -330,7 +330,7 @@ fn run(args: RunArgs) -> Result<()> {
                 let secs = start.elapsed().as_secs_f64();
                 eprint!(
                     "\r\x1b[2K{n} events, {:.0} events/s, watermark {wm}",
-                    n as f64 / secs.max(1e-9)
+                    here as f64 / secs.max(1e-9)
                 );
             }
             eprint!("\r\x1b[2K");
@@ -401,14 +401,17 @@ fn install_interrupt(running: &ridehail::Running) -> Result<()> {
     Ok(())
 }
 
-/// A closure reading the input count from a running job's metrics.
-fn running_metrics_reader(running: &ridehail::Running) -> impl Fn() -> u64 + Send + 'static {
+/// A closure reading the input count from a running job's metrics: in all (a resumed run
+/// counts on from its checkpoint), and read by this run.
+fn running_metrics_reader(running: &ridehail::Running) -> impl Fn() -> (u64, u64) + Send + 'static {
     let observer = running.handle().observer();
     move || {
         observer
             .metrics()
             .operator(sluice_jobs::validate::OPERATOR)
-            .map_or(0, |m| m.records_in)
+            .map_or((0, 0), |m| {
+                (m.records_in, m.records_in - m.restored.records_in)
+            })
     }
 }
 
@@ -428,7 +431,9 @@ fn print_summary(r: &Report, cfg: &RunConfig) {
     if let Some(id) = r.resumed_from {
         let _ = writeln!(
             out,
-            "  resumed from checkpoint {id}: the counts cover only this run, the output everything"
+            "  resumed from checkpoint {id}: the counts cover the whole run, {} events of them \
+             read by this one",
+            r.events_this_run
         );
     }
     let _ = writeln!(out, "  events in        {:>12}", r.events_in);

@@ -177,16 +177,18 @@ fn killed_and_resumed_runs_give_exactly_the_failure_free_output() {
     assert_eq!(hours.len(), 2, "{hours:?}");
 
     let crashes = kill_and_resume(&run, &dir, span, &expected, KILLS);
-    // The summary of the last run counts only what it processed.
+    // The summary of the last run counts the whole input; the run itself read only its part.
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("out/summary/summary.json")).unwrap(),
     )
     .unwrap();
     let lines = std::fs::read_to_string(&input).unwrap().lines().count();
+    assert_eq!(summary["events_in"], lines, "{summary}");
+    assert!(summary["dead_letters"].as_u64().unwrap() > 0, "{summary}");
     eprintln!(
         "ridehail crash test (file, one worker): {crashes}, the last run read {} of {lines} \
          lines; {:.1} s",
-        summary["events_in"],
+        summary["events_this_run"],
         started.elapsed().as_secs_f64()
     );
 }
@@ -262,6 +264,32 @@ fn reference_run(
     let (expected, hidden) = committed(&reference);
     assert!(hidden.is_empty(), "{hidden:?}");
     (expected, span)
+}
+
+/// The counts of a run's summary (`out/summary/summary.json`): everything but this run's own
+/// wall time, speed, share of the input and checkpoint ids.
+fn summary_counts(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("summary/summary.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for own in [
+        "wall_secs",
+        "events_per_sec",
+        "events_this_run",
+        "resumed_from",
+        "paused_at",
+    ] {
+        assert!(o.remove(own).is_some(), "no `{own}` in {text}");
+    }
+    v
+}
+
+/// A [`Report`](sluice_jobs::ridehail::Report)'s counts, as [`summary_counts`] takes them.
+fn report_counts(r: &sluice_jobs::ridehail::Report) -> serde_json::Value {
+    let mut r = r.clone();
+    (r.wall_secs, r.events_per_sec, r.events_this_run) = (0.0, 0.0, 0);
+    (r.resumed_from, r.paused_at) = (None, None);
+    serde_json::to_value(r).unwrap()
 }
 
 /// What [`kill_and_resume`] did.
@@ -376,6 +404,13 @@ fn kill_and_resume(
             "the last run neither resumed nor found nothing to resume: {last}"
         );
         compare(&out, expected, cycle_kills);
+        // The counts are exactly-once too: the last run's summary counts the whole input, as
+        // the failure-free run's does.
+        assert_eq!(
+            summary_counts(&out),
+            summary_counts(&dir.join("reference")),
+            "summary after {cycle_kills} kills"
+        );
         cycles.push(cycle_kills);
     }
     Crashes {
@@ -464,16 +499,17 @@ fn resume_needs_checkpoints_and_the_same_run() {
 }
 
 /// Runs `cfg` to the end, pausing it ([`Interrupt`](sluice_jobs::ridehail::Interrupt)) once
-/// its own `events_in` passes each of `pauses` and resuming it after each, the `i`-th part at
-/// `parallelism[i]` (the last one for the parts after); returns how many pauses took effect.
+/// its `events_in` (which a resumed run continues) passes each of `pauses` and resuming it after
+/// each, the `i`-th part at `parallelism[i]` (the last one for the parts after); returns how
+/// many pauses took effect, and the report of the last part.
 fn run_with_pauses(
     cfg: &sluice_jobs::ridehail::RunConfig,
     pauses: &[u64],
     parallelism: &[usize],
-) -> usize {
+) -> (usize, sluice_jobs::ridehail::Report) {
     use sluice_jobs::ridehail;
     let mut cfg = cfg.clone();
-    let mut paused = 0;
+    // Part `i` starts after `i` pauses.
     for (i, &at) in pauses.iter().chain([&u64::MAX]).enumerate() {
         cfg.resume = i > 0;
         cfg.parallelism = parallelism[i.min(parallelism.len() - 1)];
@@ -488,11 +524,10 @@ fn run_with_pauses(
         let report = running.finish().unwrap();
         assert_eq!(report.paused_at.is_some(), took, "{report:?}");
         if !took {
-            return paused;
+            return (i, report);
         }
-        paused += 1;
     }
-    paused
+    unreachable!("the last part runs to the end")
 }
 
 /// The generator as input (the default run), paused and resumed three times, gives exactly the
@@ -516,13 +551,16 @@ fn generated_runs_paused_and_resumed_give_exactly_the_uninterrupted_output() {
         }));
         cfg.parallelism = parallelism;
         cfg.out = dir.join("reference");
-        sluice_jobs::ridehail::run(&cfg).unwrap();
+        let reference = sluice_jobs::ridehail::run(&cfg).unwrap();
         let (expected, _) = committed(&cfg.out);
         cfg.out = dir.join("paused");
         cfg.checkpoint_dir = Some(dir.join("checkpoints"));
-        let paused = run_with_pauses(&cfg, &[lines / 5, lines / 2, lines * 4 / 5], &[parallelism]);
+        let (paused, last) =
+            run_with_pauses(&cfg, &[lines / 5, lines / 2, lines * 4 / 5], &[parallelism]);
         assert!(paused >= 1, "no pause took effect");
         compare(&cfg.out, &expected, paused);
+        assert_eq!(report_counts(&last), report_counts(&reference));
+        assert!(last.events_this_run < last.events_in, "{last:?}");
     }
 }
 
@@ -557,15 +595,16 @@ fn runs_resume_at_another_parallelism() {
     ] {
         let mut cfg = RunConfig::new(input);
         cfg.out = dir.join(format!("{name}-reference"));
-        sluice_jobs::ridehail::run(&cfg).unwrap();
+        let reference = sluice_jobs::ridehail::run(&cfg).unwrap();
         let (expected, _) = committed(&cfg.out);
         cfg.out = dir.join(format!("{name}-rescaled"));
         let checkpoints = dir.join(format!("{name}-checkpoints"));
         cfg.checkpoint_dir = Some(checkpoints.clone());
-        // Counted per run: each part pauses after a third of the input of its own.
-        let paused = run_with_pauses(&cfg, &[lines / 3, lines / 3], &[2, 1, 4]);
+        let (paused, last) = run_with_pauses(&cfg, &[lines / 3, lines * 2 / 3], &[2, 1, 4]);
         assert_eq!(paused, 2, "{name}: both pauses should take effect");
         compare(&cfg.out, &expected, paused);
+        // Counts restored at another parallelism add up to the uninterrupted run's too.
+        assert_eq!(report_counts(&last), report_counts(&reference), "{name}");
         // Sub-cities or stripes, one per worker of the first run.
         let marker = std::fs::read_to_string(checkpoints.join("ridehail-run.json")).unwrap();
         assert!(marker.contains("\"splits\": 2"), "{name}: {marker}");
