@@ -1090,6 +1090,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dead_letter_transactions_carry_the_counts_and_the_inner_transaction() {
+        let counts: Vec<u64> = (0..Reason::ALL.len() as u64)
+            .map(|i| i * 1_000 + 7)
+            .collect();
+        for inner in [
+            None,
+            Some(&b""[..]),
+            Some(&b"part-1-c0000000003.jsonl\n"[..]),
+        ] {
+            let txn = encode_dead_txn(&counts, inner);
+            let (got, got_inner) = decode_dead_txn(&txn).unwrap();
+            assert_eq!(got, counts);
+            assert_eq!(got_inner, inner);
+        }
+        // What is not one (an inner sink's bare transaction, a truncated one) is refused.
+        assert!(decode_dead_txn(b"part-1-c0000000003.jsonl\n").is_err());
+        let txn = encode_dead_txn(&counts, None);
+        assert!(decode_dead_txn(&txn[..txn.len() - 2]).is_err());
+        assert!(decode_dead_txn(&[]).is_err());
+    }
+
+    #[test]
     fn durations_parse_in_the_usual_units() {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
