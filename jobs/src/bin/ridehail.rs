@@ -139,8 +139,8 @@ struct RunArgs {
     input: Vec<PathBuf>,
     #[command(flatten)]
     city: CityArgs,
-    /// Worker threads.
-    #[arg(long, short = 'p', default_value_t = 2, value_parser = at_least_one)]
+    /// Worker threads (at most 128, the number of key groups).
+    #[arg(long, short = 'p', default_value_t = 2, value_parser = worker_count)]
     parallelism: usize,
     /// Output directory (its job subdirectories are replaced, unless resuming).
     #[arg(long, default_value = "out")]
@@ -227,6 +227,16 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A worker count: at least one, and at most the engine's default number of key groups (state
+/// is partitioned into them, so more workers would have nothing to do).
+fn worker_count(s: &str) -> Result<usize, String> {
+    let max = sluice_engine::Config::default().get_max_parallelism();
+    match at_least_one(s)? {
+        n if n > max => Err(format!("must be at most {max} (the number of key groups)")),
+        n => Ok(n),
+    }
+}
+
 /// A duration that must be longer than zero.
 fn positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
@@ -253,12 +263,23 @@ fn run(args: RunArgs) -> Result<()> {
         }
         Input::Stdin
     } else {
+        let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::with_capacity(args.input.len());
         for p in &args.input {
             let file = std::fs::File::open(p)
                 .with_context(|| format!("cannot read input {}", p.display()))?;
             if file.metadata().is_ok_and(|m| m.is_dir()) {
                 bail!("cannot read input {}: it is a directory", p.display());
             }
+            // The same file under two names would be read twice.
+            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if let Some((_, first)) = seen.iter().find(|(r, _)| *r == real) {
+                bail!(
+                    "input {} is given twice (also as {})",
+                    p.display(),
+                    first.display()
+                );
+            }
+            seen.push((real, p));
         }
         Input::Files(args.input.clone())
     };

@@ -206,6 +206,11 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
         ridehail().args(["run", "--parallelism", "0"]),
         "parallelism",
     );
+    // More workers than key groups: refused by the flag's own check, naming the limit.
+    refused(
+        ridehail().args(["run", "--parallelism", "129"]),
+        "must be at most 128",
+    );
     refused(ridehail().args(["run", "--no-such-flag"]), "--no-such-flag");
     for (flag, value) in [
         ("--h3-resolution", "16"),
@@ -238,6 +243,19 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
             .args(["--out"])
             .arg(dir.join("out")),
         "is a directory",
+    );
+    // One file under two names would be read twice.
+    let twice = dir.join("twice.jsonl");
+    std::fs::write(&twice, "").unwrap();
+    refused(
+        ridehail()
+            .args(["run", "--input"])
+            .arg(&twice)
+            .arg("--input")
+            .arg(dir.join(".").join("twice.jsonl"))
+            .args(["--out"])
+            .arg(dir.join("out")),
+        "is given twice",
     );
     // An output "directory" that is a file.
     let file = dir.join("not-a-dir");
