@@ -2,7 +2,8 @@
 //! 100 ms, from a file into the exactly-once JSON-lines sink. The test SIGKILLs it at random
 //! moments (at least [`KILLS`] times), restarts it each time (alternating parallelism 1 and 2,
 //! so restores also rescale) until it finishes, and checks that the committed output equals a
-//! failure-free run's exactly: no loss, no duplicate.
+//! failure-free run's exactly (no loss, no duplicate), and so do the finishing run's record
+//! counts, which continue from its checkpoint's.
 //!
 //! The child is this test binary itself, re-run with `SLUICE_CRASH_CHILD` set on the ignored
 //! test [`crash_child`]. `scripts/crash-soak.sh` repeats the whole test many times.
@@ -104,7 +105,29 @@ fn crash_child() {
         .unwrap();
     writeln!(log, "{restored}").unwrap();
     drop(log);
-    handle.join().expect("child job");
+    let metrics = handle.join().expect("child job");
+    // The run that finishes leaves its counts for the parent to compare.
+    std::fs::write(
+        dir.join("counts.json"),
+        serde_json::to_string(&counts(&metrics)).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Every operator's record counts: name, in, out, late, side outputs.
+fn counts(m: &JobMetrics) -> Vec<(String, u64, u64, u64, Vec<(String, u64)>)> {
+    m.operators
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                o.records_in,
+                o.records_out,
+                o.late,
+                o.side_outputs.clone(),
+            )
+        })
+        .collect()
 }
 
 fn write_input(path: &Path) {
@@ -154,7 +177,7 @@ fn crash_kills_and_restarts_give_exactly_the_failure_free_output() {
     let reference_out = dir.join("reference");
     let env = StreamEnv::new(Config::default().parallelism(2));
     build(&env, &dir.join("input.csv"), &reference_out, false);
-    env.execute().unwrap();
+    let expected_counts = counts(&env.execute().unwrap());
     let expected = committed(&reference_out);
     assert!(expected.len() > 1_000, "{} results", expected.len());
 
@@ -213,4 +236,8 @@ fn crash_kills_and_restarts_give_exactly_the_failure_free_output() {
         "after {kills} kills: duplicates or loss"
     );
     assert_eq!(got, expected, "after {kills} kills: output differs");
+    // So are the counts: the finishing run's metrics continue from its checkpoint's.
+    let got_counts: Vec<(String, u64, u64, u64, Vec<(String, u64)>)> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("counts.json")).unwrap()).unwrap();
+    assert_eq!(got_counts, expected_counts, "after {kills} kills: counts");
 }
