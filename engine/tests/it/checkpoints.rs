@@ -13,7 +13,7 @@ use sluice_connectors::JsonLinesSink;
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, JobHandle, RestoreFrom};
 
-use super::support::DEADLINE;
+use super::support::{counts, DEADLINE};
 
 /// One input record: event time, key, value.
 type Rec = (i64, u32, i64);
@@ -257,24 +257,6 @@ fn reference(kind: Kind, data: &Arc<Vec<Rec>>, tmp: &Path) -> (Vec<Line>, JobMet
     build(&env, kind, source(data, usize::MAX), &out);
     let metrics = join(env.start().unwrap()).unwrap();
     (committed(&out), metrics)
-}
-
-/// Every operator's record counts: name, in, out, late, side outputs.
-type Counted = Vec<(String, u64, u64, u64, Vec<(String, u64)>)>;
-
-fn counts(m: &JobMetrics) -> Counted {
-    m.operators
-        .iter()
-        .map(|o| {
-            (
-                o.name.clone(),
-                o.records_in,
-                o.records_out,
-                o.late,
-                o.side_outputs.clone(),
-            )
-        })
-        .collect()
 }
 
 /// Runs at `p1` until the gate, takes a savepoint, cancels; restores at `p2` and finishes.

@@ -19,6 +19,8 @@ use sluice_connectors::{JsonLinesSink, LinesSource};
 use sluice_engine::prelude::*;
 use sluice_engine::RestoreFrom;
 
+use super::support::{counts, Counted};
+
 /// How many times the test kills the child, at least.
 const KILLS: usize = 20;
 /// Input lines.
@@ -112,22 +114,6 @@ fn crash_child() {
         serde_json::to_string(&counts(&metrics)).unwrap(),
     )
     .unwrap();
-}
-
-/// Every operator's record counts: name, in, out, late, side outputs.
-fn counts(m: &JobMetrics) -> Vec<(String, u64, u64, u64, Vec<(String, u64)>)> {
-    m.operators
-        .iter()
-        .map(|o| {
-            (
-                o.name.clone(),
-                o.records_in,
-                o.records_out,
-                o.late,
-                o.side_outputs.clone(),
-            )
-        })
-        .collect()
 }
 
 fn write_input(path: &Path) {
@@ -237,7 +223,7 @@ fn crash_kills_and_restarts_give_exactly_the_failure_free_output() {
     );
     assert_eq!(got, expected, "after {kills} kills: output differs");
     // So are the counts: the finishing run's metrics continue from its checkpoint's.
-    let got_counts: Vec<(String, u64, u64, u64, Vec<(String, u64)>)> =
+    let got_counts: Counted =
         serde_json::from_str(&std::fs::read_to_string(dir.join("counts.json")).unwrap()).unwrap();
     assert_eq!(got_counts, expected_counts, "after {kills} kills: counts");
 }

@@ -14,6 +14,25 @@ use sluice_engine::{BoxError, JobHandle};
 /// How long any job of this suite may take before its test fails as hung.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Every operator's record counts: name, in, out, late, side outputs.
+pub type Counted = Vec<(String, u64, u64, u64, Vec<(String, u64)>)>;
+
+/// The record counts of a job's metrics, to compare two runs of a job.
+pub fn counts(m: &JobMetrics) -> Counted {
+    m.operators
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                o.records_in,
+                o.records_out,
+                o.late,
+                o.side_outputs.clone(),
+            )
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running jobs under a deadline
 // ---------------------------------------------------------------------------------------------
