@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sluice_connectors::JsonLinesSink;
+use sluice_connectors::{CollectSink, JsonLinesSink, VecSource};
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, JobHandle, RestoreFrom};
 
@@ -646,4 +646,79 @@ fn a_checkpoint_requested_after_the_work_is_done_is_refused_not_awaited() {
         .expect("checkpoint() returned within the deadline");
     assert!(answer.is_err(), "{answer:?}");
     join(handle).unwrap();
+}
+
+/// Sends odd numbers to a side output and passes the rest.
+struct SplitOdd(OutputTag<u64>);
+
+impl ProcessFunction<u64> for SplitOdd {
+    type Out = u64;
+    fn process(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64>) {
+        if v % 2 == 1 {
+            ctx.output(&self.0, v);
+        } else {
+            ctx.emit(v);
+        }
+    }
+}
+
+/// Every kind of operator reports to checkpoints, the stateless ones with their counts only: a
+/// job with a map, a filter, a flat_map, a union, a process function with a side output, a
+/// key_by, a keyed reduce, a tumbling window and sinks finishes with checkpointing on at two
+/// workers (an operator that did not report would fail the final checkpoint), and a job
+/// restored from that final checkpoint has nothing left to do and reports the same counts.
+#[test]
+fn every_kind_of_operator_reports_its_counts_to_the_final_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chk = tmp.path().join("chk");
+    let build = |env: &StreamEnv| {
+        let odd = OutputTag::<u64>::new("odd");
+        let items: Vec<(i64, u64)> = (0..10_000u64).map(|v| (v as i64, v)).collect();
+        let nums = env
+            .source(VecSource::with_timestamps(items).splits(4))
+            .with_watermarks(Watermarks::bounded_out_of_orderness(Duration::from_millis(
+                5,
+            )));
+        let small = nums.clone().filter(|v| v % 3 != 0).map(|v| v / 2);
+        let big = nums.flat_map(|v| [v, v + 1]);
+        let tag = odd.clone();
+        let split = small.union([big]).process(move || SplitOdd(tag.clone()));
+        split.side_output(&odd).sink(CollectSink::new());
+        let keyed = split.key_by(|v: &u64| v % 7);
+        keyed.clone().reduce(|a, b| a + b).sink(CollectSink::new());
+        keyed
+            .window(Tumbling::of(Duration::from_millis(100)))
+            .count()
+            .sink(CollectSink::new());
+    };
+    let env = StreamEnv::new(Config::default().parallelism(2).checkpoint_dir(&chk));
+    build(&env);
+    let first = env.execute().unwrap();
+    assert!(first.checkpoints.completed >= 1, "{:?}", first.checkpoints);
+    let side = first
+        .operators
+        .iter()
+        .map(|o| o.side_output("odd"))
+        .sum::<u64>();
+    assert!(side > 0, "nothing reached the side output");
+
+    let env = StreamEnv::new(
+        Config::default()
+            .parallelism(1)
+            .checkpoint_dir(&chk)
+            .restore(RestoreFrom::Latest),
+    );
+    build(&env);
+    let handle = env.start().unwrap();
+    assert!(handle.restore_info().finished);
+    let restored = join(handle).unwrap();
+    assert_eq!(counts(&restored), counts(&first));
+    for o in &restored.operators {
+        assert_eq!(
+            (o.restored.records_in, o.restored.records_out),
+            (o.records_in, o.records_out),
+            "{}: everything was restored, nothing processed again",
+            o.name
+        );
+    }
 }
