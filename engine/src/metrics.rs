@@ -1,8 +1,8 @@
 //! Job metrics: per-operator record counts and per-exchange buffering.
 //!
 //! Counters are updated once per batch (never per record). Each operator instance has its own
-//! counters, written only by its worker's thread (a relaxed load and store, no read-modify-write
-//! and no cache line shared between workers), so reading them from another thread through a
+//! counters, written only by its worker's thread (a relaxed load and store, no read-modify-write;
+//! the main counters sit on cache lines of their own), so reading them from another thread through a
 //! [`JobHandle`](crate::JobHandle) is cheap and safe while the job runs.
 //!
 //! # Checkpointing
@@ -43,7 +43,7 @@ impl Counts {
 }
 
 /// The counters of one operator instance. Aligned to their own cache lines: the instances of an
-/// operator run on different cores.
+/// operator run on different cores. (The side-output counters are a separate small allocation.)
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct InstanceCounters {
