@@ -350,9 +350,19 @@ impl<D: Decode> Source<Result<D::Out, BadLine>> for LineSource<D> {
             Input::Stdin => Ok(vec![Split::new("stdin", 0)]),
             Input::Files(paths) => {
                 let mut splits: Vec<Split> = Vec::with_capacity(paths.len() * self.stripes);
+                // The same file under two names would be read twice: compare where they lead.
+                let real: Vec<PathBuf> = paths
+                    .iter()
+                    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                    .collect();
                 for (i, path) in paths.iter().enumerate() {
-                    if paths[..i].contains(path) {
-                        return Err(format!("file `{}` is listed twice", path.display()).into());
+                    if let Some(j) = real[..i].iter().position(|r| *r == real[i]) {
+                        return Err(format!(
+                            "file `{}` is listed twice (also as `{}`)",
+                            path.display(),
+                            paths[j].display()
+                        )
+                        .into());
                     }
                     let stripes = self.stripes_of(path);
                     for r in 0..stripes {
@@ -882,6 +892,27 @@ mod tests {
     /// A pipe or a device cannot seek: it stays one split (`--input <(...)` at two workers
     /// would otherwise fail with "Illegal seek").
     #[cfg(unix)]
+    /// One file under two names would be read twice; it used to be refused only when the
+    /// names were equal.
+    #[test]
+    fn a_file_listed_twice_under_two_names_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.jsonl", b"{}\n");
+        let b = write(dir.path(), "b.jsonl", b"{}\n");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let again = dir.path().join("sub").join("..").join("a.jsonl");
+        assert_ne!(again, a, "a second name for the same file");
+        let err = LinesSource::files([&a, &b, &again])
+            .splits(1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listed twice") && err.contains("a.jsonl"),
+            "{err}"
+        );
+        assert_eq!(LinesSource::files([&a, &b]).splits(1).unwrap().len(), 2);
+    }
+
     #[test]
     fn what_is_not_a_regular_file_is_one_stripe() {
         let src = LinesSource::files(["/dev/null"]).stripes(3);

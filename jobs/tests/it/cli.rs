@@ -247,12 +247,13 @@ fn bad_flags_unreadable_input_and_unwritable_output_fail_clearly() {
     // One file under two names would be read twice.
     let twice = dir.join("twice.jsonl");
     std::fs::write(&twice, "").unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
     refused(
         ridehail()
             .args(["run", "--input"])
             .arg(&twice)
             .arg("--input")
-            .arg(dir.join(".").join("twice.jsonl"))
+            .arg(dir.join("sub").join("..").join("twice.jsonl"))
             .args(["--out"])
             .arg(dir.join("out")),
         "is given twice",
