@@ -889,9 +889,6 @@ mod tests {
         }
     }
 
-    /// A pipe or a device cannot seek: it stays one split (`--input <(...)` at two workers
-    /// would otherwise fail with "Illegal seek").
-    #[cfg(unix)]
     /// One file under two names would be read twice; it used to be refused only when the
     /// names were equal.
     #[test]
@@ -913,6 +910,9 @@ mod tests {
         assert_eq!(LinesSource::files([&a, &b]).splits(1).unwrap().len(), 2);
     }
 
+    /// A pipe or a device cannot seek: it stays one split (`--input <(...)` at two workers
+    /// would otherwise fail with "Illegal seek").
+    #[cfg(unix)]
     #[test]
     fn what_is_not_a_regular_file_is_one_stripe() {
         let src = LinesSource::files(["/dev/null"]).stripes(3);

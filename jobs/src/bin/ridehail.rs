@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sluice_connectors::LinesSource;
+use sluice_engine::source::Source;
 use sluice_jobs::event::Validation;
 
 // Every event is a few small allocations (its shared data, its id, the line it came from),
@@ -263,23 +265,17 @@ fn run(args: RunArgs) -> Result<()> {
         }
         Input::Stdin
     } else {
-        let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::with_capacity(args.input.len());
         for p in &args.input {
             let file = std::fs::File::open(p)
                 .with_context(|| format!("cannot read input {}", p.display()))?;
             if file.metadata().is_ok_and(|m| m.is_dir()) {
                 bail!("cannot read input {}: it is a directory", p.display());
             }
-            // The same file under two names would be read twice.
-            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            if let Some((_, first)) = seen.iter().find(|(r, _)| *r == real) {
-                bail!(
-                    "input {} is given twice (also as {})",
-                    p.display(),
-                    first.display()
-                );
-            }
-            seen.push((real, p));
+        }
+        // The source refuses one file listed twice (under any names) when the job starts;
+        // asking it now says so before anything is cleared or written.
+        if let Err(e) = LinesSource::files(&args.input).splits(1) {
+            bail!("an input is given twice: {e}");
         }
         Input::Files(args.input.clone())
     };
