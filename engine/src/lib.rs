@@ -86,7 +86,7 @@ pub use checkpoint::{RestoreFrom, RestoreInfo};
 pub use config::Config;
 pub use error::{BoxError, JobError, OperatorName};
 pub use metrics::{
-    CheckpointMetrics, ExchangeMetrics, JobMetrics, OperatorMetrics, RestoredCounts,
+    CheckpointMetrics, Counter, ExchangeMetrics, JobMetrics, OperatorMetrics, RestoredCounts,
 };
 pub use process::{
     Context, KeyedProcessFunction, ProcessContext, ProcessFunction, TimeDomain, Timer,

@@ -1,4 +1,5 @@
-//! Job metrics: per-operator record counts and per-exchange buffering.
+//! Job metrics: per-operator record counts, counters that operators name themselves
+//! ([`Counter`]), and per-exchange buffering.
 //!
 //! Counters are updated once per batch (never per record). Each operator instance has its own
 //! counters, written only by its worker's thread (a relaxed load and store, no read-modify-write;
@@ -13,6 +14,7 @@
 //! those of a run without failure, as its exactly-once output does.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ pub(crate) struct Counts {
     pub(crate) late: u64,
     /// Per side-output port, in port order.
     pub(crate) side: Vec<u64>,
+    /// Named counters ([`Counter`]), sorted by name.
+    pub(crate) named: Vec<(String, u64)>,
 }
 
 impl Counts {
@@ -39,6 +43,53 @@ impl Counts {
         for (a, b) in self.side.iter_mut().zip(&other.side) {
             *a += b;
         }
+        for (name, n) in &other.named {
+            add_named(&mut self.named, name, *n);
+        }
+    }
+}
+
+/// Adds `n` to the entry `name` of `named` (sorted by name), inserting it if missing.
+fn add_named(named: &mut Vec<(String, u64)>, name: &str, n: u64) {
+    match named.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+        Ok(i) => named[i].1 += n,
+        Err(i) => named.insert(i, (name.to_string(), n)),
+    }
+}
+
+/// A count that an operator names and keeps itself, such as a sink's records per kind
+/// ([`SinkContext::counter`](crate::sink::SinkContext::counter)): Flink's user metrics and
+/// accumulators in one.
+///
+/// Each operator instance has its own counter of a name; [`OperatorMetrics::counters`] reports
+/// their sum. Counters are checkpointed with the record counts, as of the barrier, and a
+/// restored job continues them from the checkpoint's, so they count each record once across
+/// failures, as the exactly-once output does.
+///
+/// [`add`](Self::add) is an atomic add on a counter of this instance alone: cheap, but on a
+/// hot path count in a local variable and add once per batch.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// A counter that belongs to no job (what a [`SinkContext`](crate::sink::SinkContext) made
+    /// outside a job gives): it counts, but nothing reports or checkpoints it.
+    pub fn detached() -> Self {
+        Self::default()
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// What this instance has counted in this run (without what a restored checkpoint had
+    /// counted; [`OperatorMetrics::counter`] has the whole).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -56,6 +107,9 @@ struct InstanceCounters {
     state_keys: AtomicU64,
     /// Pending timers (a gauge).
     timers: AtomicU64,
+    /// Named counters, in the order they were asked for. Locked only to register one and to
+    /// read them (at barriers and for metrics), never to count.
+    named: parking_lot::Mutex<Vec<(String, Counter)>>,
 }
 
 impl InstanceCounters {
@@ -69,6 +123,13 @@ impl InstanceCounters {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
+            named: {
+                let mut named = Vec::new();
+                for (name, c) in self.named.lock().iter() {
+                    add_named(&mut named, name, c.get());
+                }
+                named
+            },
         }
     }
 }
@@ -184,6 +245,17 @@ impl InstanceMetrics {
         bump(&self.mine().side[port], n);
     }
 
+    /// This instance's counter `name`, registered on first use.
+    pub(crate) fn counter(&self, name: &str) -> Counter {
+        let mut named = self.mine().named.lock();
+        if let Some((_, c)) = named.iter().find(|(n, _)| n == name) {
+            return c.clone();
+        }
+        let c = Counter::default();
+        named.push((name.to_string(), c.clone()));
+        c
+    }
+
     /// This instance's counts for a checkpoint: its own, plus (on worker 0, so that they are
     /// counted once) everything the job restored, so that a later restore starts from the
     /// whole.
@@ -243,6 +315,8 @@ pub struct OperatorMetrics {
     pub late: u64,
     /// Records emitted per side output, by tag name.
     pub side_outputs: Vec<(String, u64)>,
+    /// The operator's own [`Counter`]s, by name (sorted), summed over its instances.
+    pub counters: Vec<(String, u64)>,
     /// Keys holding keyed state, over all workers (keyed operators only).
     pub state_keys: u64,
     /// Pending timers, over all workers (keyed operators only).
@@ -264,6 +338,8 @@ pub struct RestoredCounts {
     pub late: u64,
     /// Records emitted per side output, by tag name.
     pub side_outputs: Vec<(String, u64)>,
+    /// The operator's own [`Counter`]s, by name.
+    pub counters: Vec<(String, u64)>,
 }
 
 impl OperatorMetrics {
@@ -274,6 +350,14 @@ impl OperatorMetrics {
             .find(|(n, _)| n == tag)
             .map(|(_, c)| *c)
             .unwrap_or(0)
+    }
+
+    /// The operator's [`Counter`] `name`, summed over its instances, or 0.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
     }
 }
 
@@ -333,5 +417,37 @@ impl JobMetrics {
     /// The exchange called `name`.
     pub fn exchange(&self, name: &str) -> Option<&ExchangeMetrics> {
         self.exchanges.iter().find(|o| o.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_counters_are_per_instance_and_summed_by_name_with_the_restored_ones() {
+        let restored = Counts {
+            named: vec![("a".into(), 10), ("old".into(), 4)],
+            ..Counts::default()
+        };
+        let op = Arc::new(OpMetrics::new(0, 2, restored));
+        let (w0, w1) = (
+            InstanceMetrics::new(op.clone(), 0),
+            InstanceMetrics::new(op.clone(), 1),
+        );
+        w0.counter("b").add(1);
+        w0.counter("a").add(2);
+        w0.counter("a").add(3); // the same counter again
+        w1.counter("a").add(5);
+        assert_eq!(
+            op.totals().named,
+            vec![("a".into(), 20), ("b".into(), 1), ("old".into(), 4)]
+        );
+        // Worker 0 carries the restored part into the next checkpoint, once.
+        assert_eq!(
+            w0.checkpoint_counts().named,
+            vec![("a".into(), 15), ("b".into(), 1), ("old".into(), 4)]
+        );
+        assert_eq!(w1.checkpoint_counts().named, vec![("a".into(), 5)]);
     }
 }

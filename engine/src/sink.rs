@@ -17,11 +17,12 @@
 //! restore it sees again what followed the restored checkpoint.
 
 use crate::error::BoxError;
+use crate::metrics::{Counter, InstanceMetrics};
 use crate::record::Record;
 use crate::time::Timestamp;
 
 /// What a sink knows about where it runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SinkContext {
     /// This writer's worker index.
@@ -30,6 +31,8 @@ pub struct SinkContext {
     pub parallelism: usize,
     /// Whether the job takes checkpoints (so transactions are committed by checkpoints).
     pub checkpointing: bool,
+    /// The sink instance's metrics, inside a job.
+    pub(crate) metrics: Option<InstanceMetrics>,
 }
 
 impl SinkContext {
@@ -39,7 +42,48 @@ impl SinkContext {
             worker,
             parallelism,
             checkpointing: false,
+            metrics: None,
         }
+    }
+
+    /// The counter `name` of this sink instance: what it adds is reported as the sink
+    /// operator's [`OperatorMetrics::counter`](crate::OperatorMetrics::counter) (summed over
+    /// the workers), and checkpointed, so that a restored job continues it (see [`Counter`]).
+    /// Asking again for a name gives the same counter. Outside a job (a context from
+    /// [`new`](Self::new)), a [`Counter::detached`] one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_engine::prelude::*;
+    /// use sluice_engine::sink::{SinkContext, SinkWriter};
+    /// use sluice_engine::{BoxError, Counter, Record};
+    /// use sluice_connectors::VecSource;
+    ///
+    /// struct CountEvens(Counter);
+    ///
+    /// impl SinkWriter<u64> for CountEvens {
+    ///     fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
+    ///         let evens = batch.iter().filter(|r| r.value % 2 == 0).count();
+    ///         self.0.add(evens as u64); // once per batch
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let env = StreamEnv::new(Config::default().parallelism(2));
+    /// env.source(VecSource::new((0..10u64).collect()))
+    ///     .sink(|cx: &SinkContext| {
+    ///         Ok(Box::new(CountEvens(cx.counter("evens"))) as Box<dyn SinkWriter<u64>>)
+    ///     })
+    ///     .name("sink.evens");
+    /// let metrics = env.execute()?;
+    /// assert_eq!(metrics.operator("sink.evens").unwrap().counter("evens"), 5);
+    /// # Ok::<(), sluice_engine::JobError>(())
+    /// ```
+    pub fn counter(&self, name: &str) -> Counter {
+        self.metrics
+            .as_ref()
+            .map_or_else(Counter::detached, |m| m.counter(name))
     }
 }
 

@@ -43,13 +43,13 @@ use std::fs;
 use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_connectors::{BadLine, JsonLinesSink, Line, LinesSource};
 use sluice_engine::prelude::*;
-use sluice_engine::{BoxError, Clock, JobControl, JobHandle, RestoreFrom, SystemClock};
+use sluice_engine::{BoxError, Clock, Counter, JobControl, JobHandle, RestoreFrom, SystemClock};
 
 use crate::backup::BackupSink;
 use crate::dedup::{self, DedupConfig};
@@ -302,6 +302,10 @@ pub struct Report {
     pub paused_at: Option<u64>,
 }
 
+/// The dead-letter sink's operator name; it counts each [`Reason`] with a
+/// [`Counter`] named by [`Reason::as_str`].
+pub const DEAD_LETTER_SINK: &str = "sink.dead-letters";
+
 /// Live counters a progress display can read while the job runs.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -312,7 +316,6 @@ pub struct Progress {
 /// A started run: the job handle plus what is needed to build the report.
 pub struct Running {
     handle: JobHandle,
-    dead_counts: Arc<Vec<AtomicU64>>,
     progress: Arc<Progress>,
     started: Instant,
     /// Whether an interrupt pauses (checkpoints, and an input a resume can read again).
@@ -424,8 +427,10 @@ impl Running {
         let valid = op(validate::OPERATOR).map_or(0, |m| m.records_out);
         let by_reason: Vec<(String, u64)> = Reason::ALL
             .iter()
-            .zip(self.dead_counts.iter())
-            .map(|(r, c)| (r.as_str().to_string(), c.load(Ordering::Relaxed)))
+            .map(|r| {
+                let n = op(DEAD_LETTER_SINK).map_or(0, |m| m.counter(r.as_str()));
+                (r.as_str().to_string(), n)
+            })
             .filter(|(_, c)| *c > 0)
             .collect();
         let dead = by_reason.iter().map(|(_, c)| c).sum();
@@ -823,14 +828,11 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         }
     };
     let out = &cfg.out;
-    let dead_counts: Arc<Vec<AtomicU64>> =
-        Arc::new(Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect());
     dead_letters
-        .sink(CountingDeadLetters::new(
-            JsonLinesSink::new(out.join("dead-letters")),
-            dead_counts.clone(),
-        ))
-        .name("sink.dead-letters");
+        .sink(CountingDeadLetters(JsonLinesSink::new(
+            out.join("dead-letters"),
+        )))
+        .name(DEAD_LETTER_SINK);
     json_sink(duplicates.map(|e| json_value(&e)), out, "duplicates");
 
     let progress = Arc::new(Progress {
@@ -874,7 +876,6 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     let handle = env.start()?;
     Ok(Running {
         handle,
-        dead_counts,
         progress,
         started,
         pausable: cfg.checkpoint_dir.is_some() && !cfg.input_is_stdin(),
@@ -897,109 +898,37 @@ fn json_value(e: &RideEvent) -> serde_json::Value {
     serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)
 }
 
-/// A dead-letter sink that also counts per reason (once per batch). Everything else, the
-/// two-phase commit included, is the inner sink's: the dead letters are exactly once under
-/// checkpointing like every other output.
-///
-/// The counts are checkpointed with the output: each writer's transaction carries its running
-/// counts per reason as of the barrier (and the inner sink's transaction), so a resumed run
-/// counts on from the checkpoint, as the engine's metrics do.
-struct CountingDeadLetters {
-    inner: JsonLinesSink<DeadLetter>,
-    counts: Arc<Vec<AtomicU64>>,
-    /// What the restored checkpoint had counted, for worker 0's writer to carry on.
-    restored: Arc<parking_lot::Mutex<Vec<u64>>>,
-}
-
-impl CountingDeadLetters {
-    fn new(inner: JsonLinesSink<DeadLetter>, counts: Arc<Vec<AtomicU64>>) -> Self {
-        Self {
-            inner,
-            counts,
-            restored: Arc::new(parking_lot::Mutex::new(vec![0; Reason::ALL.len()])),
-        }
-    }
-}
-
-/// A dead-letter transaction: the writer's counts per reason (in [`Reason::ALL`] order), then
-/// the inner sink's transaction, if any.
-fn encode_dead_txn(counts: &[u64], inner: Option<&[u8]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + 8 * counts.len() + inner.map_or(0, <[u8]>::len));
-    out.push(counts.len() as u8);
-    for c in counts {
-        out.extend_from_slice(&c.to_le_bytes());
-    }
-    out.push(u8::from(inner.is_some()));
-    out.extend_from_slice(inner.unwrap_or_default());
-    out
-}
-
-fn decode_dead_txn(txn: &[u8]) -> Result<(Vec<u64>, Option<&[u8]>), BoxError> {
-    let bad = || -> BoxError { "not a dead-letter transaction of this build".into() };
-    let (&n, rest) = txn.split_first().ok_or_else(bad)?;
-    let n = usize::from(n);
-    if n != Reason::ALL.len() || rest.len() < 8 * n + 1 {
-        return Err(bad());
-    }
-    let counts = rest[..8 * n]
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
-    let inner = match rest[8 * n] {
-        0 => None,
-        1 => Some(&rest[8 * n + 1..]),
-        _ => return Err(bad()),
-    };
-    Ok((counts, inner))
-}
+/// A dead-letter sink that also counts per reason, with one engine [`Counter`] per reason
+/// (added once per batch). Everything else, the two-phase commit included, is the inner sink's:
+/// the dead letters are exactly once under checkpointing like every other output, and the
+/// engine checkpoints the counters with its own counts, so a resumed run counts on from the
+/// checkpoint.
+struct CountingDeadLetters(JsonLinesSink<DeadLetter>);
 
 impl Sink<DeadLetter> for CountingDeadLetters {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<DeadLetter>>, BoxError> {
-        let total = if cx.worker == 0 {
-            self.restored.lock().clone()
-        } else {
-            vec![0; Reason::ALL.len()]
-        };
         Ok(Box::new(CountingWriter {
-            inner: self.inner.open(cx)?,
-            counts: self.counts.clone(),
+            inner: self.0.open(cx)?,
+            counters: Reason::ALL.iter().map(|r| cx.counter(r.as_str())).collect(),
             local: vec![0; Reason::ALL.len()],
-            total,
         }))
     }
 
     fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        match decode_dead_txn(txn)?.1 {
-            Some(inner) => self.inner.commit(inner),
-            None => Ok(()),
-        }
+        self.0.commit(txn)
     }
 
     fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        let mut sum = vec![0; Reason::ALL.len()];
-        let mut inner = Vec::new();
-        for txn in txns {
-            let (counts, txn) = decode_dead_txn(txn)?;
-            for (s, c) in sum.iter_mut().zip(counts) {
-                *s += c;
-            }
-            inner.extend(txn.map(<[u8]>::to_vec));
-        }
-        for (c, s) in self.counts.iter().zip(&sum) {
-            c.store(*s, Ordering::Relaxed);
-        }
-        *self.restored.lock() = sum;
-        self.inner.recover(restored, &inner)
+        self.0.recover(restored, txns)
     }
 }
 
 struct CountingWriter {
     inner: Box<dyn SinkWriter<DeadLetter>>,
-    counts: Arc<Vec<AtomicU64>>,
+    /// One per reason, in [`Reason::ALL`] order.
+    counters: Vec<Counter>,
     /// This batch's counts.
     local: Vec<u64>,
-    /// This writer's counts since the run began (with the restored ones on worker 0).
-    total: Vec<u64>,
 }
 
 impl SinkWriter<DeadLetter> for CountingWriter {
@@ -1011,17 +940,8 @@ impl SinkWriter<DeadLetter> for CountingWriter {
                 .unwrap_or(0);
             self.local[i] += 1;
         }
-        for ((c, t), n) in self
-            .counts
-            .iter()
-            .zip(self.total.iter_mut())
-            .zip(self.local.iter_mut())
-        {
-            if *n > 0 {
-                c.fetch_add(*n, Ordering::Relaxed);
-                *t += *n;
-                *n = 0;
-            }
+        for (c, n) in self.counters.iter().zip(self.local.iter_mut()) {
+            c.add(std::mem::take(n));
         }
         self.inner.write(batch)
     }
@@ -1035,9 +955,7 @@ impl SinkWriter<DeadLetter> for CountingWriter {
     }
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        // Always a transaction, so that the checkpoint holds every writer's counts.
-        let inner = self.inner.pre_commit(checkpoint)?;
-        Ok(Some(encode_dead_txn(&self.total, inner.as_deref())))
+        self.inner.pre_commit(checkpoint)
     }
 }
 
@@ -1088,28 +1006,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dead_letter_transactions_carry_the_counts_and_the_inner_transaction() {
-        let counts: Vec<u64> = (0..Reason::ALL.len() as u64)
-            .map(|i| i * 1_000 + 7)
-            .collect();
-        for inner in [
-            None,
-            Some(&b""[..]),
-            Some(&b"part-1-c0000000003.jsonl\n"[..]),
-        ] {
-            let txn = encode_dead_txn(&counts, inner);
-            let (got, got_inner) = decode_dead_txn(&txn).unwrap();
-            assert_eq!(got, counts);
-            assert_eq!(got_inner, inner);
-        }
-        // What is not one (an inner sink's bare transaction, a truncated one) is refused.
-        assert!(decode_dead_txn(b"part-1-c0000000003.jsonl\n").is_err());
-        let txn = encode_dead_txn(&counts, None);
-        assert!(decode_dead_txn(&txn[..txn.len() - 2]).is_err());
-        assert!(decode_dead_txn(&[]).is_err());
-    }
 
     #[test]
     fn durations_parse_in_the_usual_units() {

@@ -23,7 +23,7 @@ use crate::checkpoint::CheckpointData;
 
 const MAGIC: &[u8; 4] = b"SLCK";
 /// Version of the checkpoint format. Bumped on any incompatible change of [`CheckpointData`].
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 const HEADER: usize = 4 + 4 + 8 + 4;
 
 pub(crate) const STATE_FILE: &str = "state.bin";

@@ -54,6 +54,7 @@ impl<T: 'static, S: Sink<T>> NodeFactory for SinkFactory<T, S> {
             worker: cx.worker,
             parallelism: cx.parallelism(),
             checkpointing: cx.job.checkpoint.is_some(),
+            metrics: Some(cx.metrics()),
         };
         let writer = self
             .sink

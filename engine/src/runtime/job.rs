@@ -309,6 +309,7 @@ fn snapshot(id: usize, name: &str, m: &OpMetrics, side_names: &[String]) -> Oper
         records_out: total.records_out,
         late: total.late,
         side_outputs: named(&total.side),
+        counters: total.named,
         state_keys: m.state_keys(),
         pending_timers: m.timers(),
         restored: RestoredCounts {
@@ -316,6 +317,7 @@ fn snapshot(id: usize, name: &str, m: &OpMetrics, side_names: &[String]) -> Oper
             records_out: restored.records_out,
             late: restored.late,
             side_outputs: named(&restored.side),
+            counters: restored.named.clone(),
         },
     }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sluice_connectors::{CollectSink, JsonLinesSink, VecSource};
 use sluice_engine::prelude::*;
-use sluice_engine::{BoxError, JobHandle, RestoreFrom};
+use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
+use sluice_engine::{BoxError, Counter, JobHandle, Record, RestoreFrom, Timestamp};
 
 use super::support::{counts, DEADLINE};
 
@@ -177,7 +178,51 @@ fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
             })
         }
     };
-    results.sink(JsonLinesSink::new(out));
+    results.sink(ParityCounting(JsonLinesSink::new(out)));
+}
+
+/// The exactly-once JSON-lines sink, also counting its lines by the parity of their key with
+/// two named counters: what a restore must continue like the engine's own counts.
+struct ParityCounting(JsonLinesSink<Line>);
+
+impl Sink<Line> for ParityCounting {
+    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<Line>>, BoxError> {
+        Ok(Box::new(ParityWriter {
+            inner: self.0.open(cx)?,
+            even: cx.counter("even keys"),
+            odd: cx.counter("odd keys"),
+        }))
+    }
+    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
+        self.0.commit(txn)
+    }
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        self.0.recover(restored, txns)
+    }
+}
+
+struct ParityWriter {
+    inner: Box<dyn SinkWriter<Line>>,
+    even: Counter,
+    odd: Counter,
+}
+
+impl SinkWriter<Line> for ParityWriter {
+    fn write(&mut self, batch: &mut Vec<Record<Line>>) -> Result<(), BoxError> {
+        let even = batch.iter().filter(|r| r.value.0 % 2 == 0).count() as u64;
+        self.even.add(even);
+        self.odd.add(batch.len() as u64 - even);
+        self.inner.write(batch)
+    }
+    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
+        self.inner.watermark(wm)
+    }
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.inner.finish()
+    }
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.inner.pre_commit(checkpoint)
+    }
 }
 
 struct SumAgg;
@@ -322,6 +367,13 @@ fn check_rescaling(kind: Kind) {
             counts(&expected_metrics),
             "{kind:?} {p1}->{p2}: record counts"
         );
+        let sink = metrics.operators.last().unwrap();
+        assert_eq!(
+            sink.counter("even keys") + sink.counter("odd keys"),
+            expected.len() as u64,
+            "{kind:?} {p1}->{p2}: the sink's own counters"
+        );
+        assert!(sink.restored.counters.iter().any(|(_, n)| *n > 0));
         let src = &metrics.operators[0];
         assert_eq!(src.records_out, data.len() as u64);
         assert!(

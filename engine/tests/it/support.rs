@@ -15,9 +15,17 @@ use sluice_engine::{BoxError, JobHandle};
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Every operator's record counts: name, in, out, late, side outputs.
-pub type Counted = Vec<(String, u64, u64, u64, Vec<(String, u64)>)>;
+pub type Counted = Vec<(
+    String,
+    u64,
+    u64,
+    u64,
+    Vec<(String, u64)>,
+    Vec<(String, u64)>,
+)>;
 
-/// The record counts of a job's metrics, to compare two runs of a job.
+/// The record counts of a job's metrics (and its operators' own counters), to compare two
+/// runs of a job.
 pub fn counts(m: &JobMetrics) -> Counted {
     m.operators
         .iter()
@@ -28,6 +36,7 @@ pub fn counts(m: &JobMetrics) -> Counted {
                 o.records_out,
                 o.late,
                 o.side_outputs.clone(),
+                o.counters.clone(),
             )
         })
         .collect()
