@@ -212,6 +212,12 @@ impl InstanceMetrics {
         Self { op, worker }
     }
 
+    /// The counters of a lone instance that belongs to no job (for tests of parts).
+    #[cfg(test)]
+    pub(crate) fn standalone() -> Self {
+        Self::new(Arc::new(OpMetrics::new(0, 1, Counts::default())), 0)
+    }
+
     #[inline]
     fn mine(&self) -> &InstanceCounters {
         &self.op.instances[self.worker]

@@ -20,6 +20,7 @@ use hashbrown::hash_map::RawEntryMut;
 use crate::checkpoint::by_group;
 use crate::checkpoint::store::{decode, encode};
 use crate::keys::{fast_map, FastMap, FixedState, Key, StateData};
+use crate::metrics::{Counter, InstanceMetrics};
 use crate::time::{duration_ms, Timestamp};
 
 /// Handle to a per-key single value of type `V`.
@@ -78,11 +79,54 @@ fn encode_groups<T: serde::Serialize>(groups: Vec<Vec<T>>) -> Vec<Vec<u8>> {
 /// worker.
 pub struct StateRegistry<K> {
     pub(crate) tables: Vec<Box<dyn StateTable<K>>>,
+    /// The operator instance's metrics, for [`counter`](Self::counter).
+    metrics: InstanceMetrics,
 }
 
 impl<K: Key> StateRegistry<K> {
-    pub(crate) fn new() -> Self {
-        Self { tables: Vec::new() }
+    pub(crate) fn new(metrics: InstanceMetrics) -> Self {
+        Self {
+            tables: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// The operator instance's counter `name`: what the function adds is reported as the
+    /// operator's [`OperatorMetrics::counter`](crate::OperatorMetrics::counter) (summed over
+    /// the workers) and checkpointed with its state, so that a restored job continues it (see
+    /// [`Counter`]). Asking again for a name gives the same counter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_engine::prelude::*;
+    /// use sluice_engine::Counter;
+    /// use sluice_connectors::VecSource;
+    ///
+    /// struct FirstSeen { seen: ValueState<()>, repeats: Counter }
+    ///
+    /// impl KeyedProcessFunction<u32, u32> for FirstSeen {
+    ///     type Out = u32;
+    ///     fn process(&mut self, key: &u32, v: u32, ctx: &mut Context<'_, u32, u32>) {
+    ///         if ctx.value(self.seen).set_if_absent(key, ()) {
+    ///             ctx.emit(v);
+    ///         } else {
+    ///             self.repeats.add(1);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let env = StreamEnv::new(Config::default().parallelism(2));
+    /// env.source(VecSource::new(vec![1u32, 2, 1, 3, 1]))
+    ///     .key_by(|v| *v)
+    ///     .process(|reg| FirstSeen { seen: reg.value("seen"), repeats: reg.counter("repeats") })
+    ///     .name("first_seen");
+    /// let metrics = env.execute()?;
+    /// assert_eq!(metrics.operator("first_seen").unwrap().counter("repeats"), 2);
+    /// # Ok::<(), sluice_engine::JobError>(())
+    /// ```
+    pub fn counter(&mut self, name: &str) -> Counter {
+        self.metrics.counter(name)
     }
 
     fn check_name(&self, name: &str) {
@@ -711,7 +755,7 @@ mod tests {
 
     #[test]
     fn value_state_set_get_remove() {
-        let mut reg = StateRegistry::<String>::new();
+        let mut reg = StateRegistry::<String>::new(InstanceMetrics::standalone());
         let h = reg.value::<u32>("count");
         let mut store = StateStore::new(reg);
         let k = "a".to_string();
@@ -725,7 +769,7 @@ mod tests {
 
     #[test]
     fn ttl_values_expire_by_event_time_and_are_swept() {
-        let mut reg = StateRegistry::<u32>::new();
+        let mut reg = StateRegistry::<u32>::new(InstanceMetrics::standalone());
         let h = reg.value_with_ttl::<char>("seen", Duration::from_millis(100));
         let mut store = StateStore::new(reg);
         for k in 0..1_000u32 {
@@ -749,7 +793,7 @@ mod tests {
 
     #[test]
     fn set_if_absent_keeps_the_first_value_and_its_expiry() {
-        let mut reg = StateRegistry::<u32>::new();
+        let mut reg = StateRegistry::<u32>::new(InstanceMetrics::standalone());
         let h = reg.value_with_ttl::<char>("first", Duration::from_millis(100));
         let plain = reg.value::<char>("plain");
         let mut store = StateStore::new(reg);
@@ -785,7 +829,7 @@ mod tests {
 
     #[test]
     fn expired_values_leave_memory_within_a_quarter_of_the_ttl() {
-        let mut reg = StateRegistry::<u32>::new();
+        let mut reg = StateRegistry::<u32>::new(InstanceMetrics::standalone());
         let h = reg.value_with_ttl::<u8>("v", Duration::from_millis(400));
         let mut store = StateStore::new(reg);
         // Key t written at t: expires at t + 400.
@@ -814,7 +858,7 @@ mod tests {
 
     #[test]
     fn values_without_ttl_never_expire() {
-        let mut reg = StateRegistry::<u32>::new();
+        let mut reg = StateRegistry::<u32>::new(InstanceMetrics::standalone());
         let h = reg.value::<u8>("v");
         let mut store = StateStore::new(reg);
         store.value(h, 5, 0).set(&1, 9);
@@ -824,7 +868,7 @@ mod tests {
 
     #[test]
     fn map_state_drops_empty_keys() {
-        let mut reg = StateRegistry::<u8>::new();
+        let mut reg = StateRegistry::<u8>::new(InstanceMetrics::standalone());
         let h = reg.map::<u32, char>("m");
         let mut store = StateStore::new(reg);
         store.map(h).insert(&1, 10, 'x');
@@ -837,7 +881,7 @@ mod tests {
 
     #[test]
     fn list_state_appends_in_order() {
-        let mut reg = StateRegistry::<u8>::new();
+        let mut reg = StateRegistry::<u8>::new(InstanceMetrics::standalone());
         let h = reg.list::<u32>("l");
         let mut store = StateStore::new(reg);
         store.list(h).push(&7, 1);
@@ -850,7 +894,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "declared twice")]
     fn duplicate_state_names_are_rejected() {
-        let mut reg = StateRegistry::<u8>::new();
+        let mut reg = StateRegistry::<u8>::new(InstanceMetrics::standalone());
         reg.value::<u32>("x");
         reg.list::<u32>("x");
     }

@@ -40,9 +40,9 @@ where
         mut outputs: Vec<Vec<AnyPush>>,
     ) -> Result<Vec<AnyPush>, OpFailure> {
         enter(cx.op);
-        let mut registry = StateRegistry::new();
-        let f = (self.make)(&mut registry);
         let metrics = cx.metrics();
+        let mut registry = StateRegistry::new(metrics.clone());
+        let f = (self.make)(&mut registry);
         let sides = SideOutputs::new(std::mem::take(&mut cx.sides), metrics.clone());
         let clock = cx.config().clock.clone();
         let mut parts = Parts {

@@ -118,10 +118,12 @@ enum Kind {
 
 /// Per key, sums of 100 ms event-time buckets (map state), emitted by an event-time timer at
 /// the bucket's end together with the key's running total (value state). Driven by event time
-/// only, so any interleaving of the input gives the same results.
+/// only, so any interleaving of the input gives the same results. Counts the buckets it opens
+/// with a counter of its own.
 struct BucketSums {
     buckets: MapState<i64, i64>,
     total: ValueState<i64>,
+    opened: Counter,
 }
 
 impl KeyedProcessFunction<u32, (u32, i64)> for BucketSums {
@@ -132,6 +134,7 @@ impl KeyedProcessFunction<u32, (u32, i64)> for BucketSums {
             Some(sum) => *sum += v.1,
             None => {
                 ctx.map(self.buckets).insert(key, end, v.1);
+                self.opened.add(1);
             }
         }
         ctx.register_event_timer(key, end - 1);
@@ -175,6 +178,7 @@ fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
             stream.process(|reg: &mut StateRegistry<u32>| BucketSums {
                 buckets: reg.map("buckets"),
                 total: reg.value("total"),
+                opened: reg.counter("buckets opened"),
             })
         }
     };
@@ -374,6 +378,14 @@ fn check_rescaling(kind: Kind) {
             "{kind:?} {p1}->{p2}: the sink's own counters"
         );
         assert!(sink.restored.counters.iter().any(|(_, n)| *n > 0));
+        if matches!(kind, Kind::Keyed | Kind::AlignedKeyed) {
+            let f = metrics
+                .operators
+                .iter()
+                .find(|o| o.counter("buckets opened") > 0);
+            let f = f.expect("the process function's counter");
+            assert!(f.restored.counters[0].1 > 0, "{:?}", f.restored);
+        }
         let src = &metrics.operators[0];
         assert_eq!(src.records_out, data.len() as u64);
         assert!(
