@@ -138,8 +138,16 @@ pub fn events_by_driver(events: Stream<RideEvent>) -> KeyedStream<Id, RideEvent>
     events
         .filter(|e| e.driver_id().is_some())
         .name("events.with_driver")
-        .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
+        .key_by(driver_key_of)
         .name(BY_DRIVER)
+}
+
+/// The key of an event that names a driver, for the exchanges by driver: its
+/// [`driver_key`](crate::event::RideEventData::driver_key). Both exchanges (this module's and
+/// live's resolved cancels) see only events that name one; the empty id for any other keeps
+/// the key function total.
+pub(crate) fn driver_key_of(e: &RideEvent) -> Id {
+    e.driver_key().unwrap_or_else(|| Id::from(""))
 }
 
 /// Ingests raw lines (from standard input, say): validate, then event time and watermarks,

@@ -241,7 +241,7 @@ pub fn live_state_with(
     let drivers = by_driver
         .union([resolved
             .clone()
-            .key_by(|e: &RideEvent| e.driver_key().unwrap_or_else(|| Id::from("")))
+            .key_by(crate::ingest::driver_key_of)
             .name("live.resolved_by_driver")])
         .name("live.merge")
         .process(move |reg| DriverLive {

@@ -704,7 +704,7 @@ fn prepare_checkpointed(cfg: &RunConfig, dir: &Path) -> Result<Prepared, BoxErro
     // output is gone.
     clear_checkpoints(dir)?;
     prepare_dirs(&cfg.out, &OUTPUT_DIRS)?;
-    fs::create_dir_all(dir).map_err(|e| annotate("cannot create checkpoint directory", dir, e))?;
+    // `dir` exists: `start` created it to lock it, and only checkpoints in it were cleared.
     let tmp = dir.join(format!("{RUN_MARKER}.tmp"));
     fs::write(&tmp, serde_json::to_vec_pretty(&run_identity(cfg, None))?)
         .map_err(|e| annotate("cannot write", &tmp, e))?;
