@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sluice_connectors::{CollectSink, JsonLinesSink, VecSource};
 use sluice_engine::prelude::*;
-use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
-use sluice_engine::{BoxError, Counter, JobHandle, Record, RestoreFrom, Timestamp};
+use sluice_engine::{BoxError, Counter, JobHandle, RestoreFrom};
 
-use super::support::{counts, DEADLINE};
+use super::support::{counts, Line, ParityCounting, DEADLINE};
 
 /// One input record: event time, key, value.
 type Rec = (i64, u32, i64);
@@ -185,50 +184,6 @@ fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
     results.sink(ParityCounting(JsonLinesSink::new(out)));
 }
 
-/// The exactly-once JSON-lines sink, also counting its lines by the parity of their key with
-/// two named counters: what a restore must continue like the engine's own counts.
-struct ParityCounting(JsonLinesSink<Line>);
-
-impl Sink<Line> for ParityCounting {
-    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<Line>>, BoxError> {
-        Ok(Box::new(ParityWriter {
-            inner: self.0.open(cx)?,
-            even: cx.counter("even keys"),
-            odd: cx.counter("odd keys"),
-        }))
-    }
-    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        self.0.commit(txn)
-    }
-    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.0.recover(restored, txns)
-    }
-}
-
-struct ParityWriter {
-    inner: Box<dyn SinkWriter<Line>>,
-    even: Counter,
-    odd: Counter,
-}
-
-impl SinkWriter<Line> for ParityWriter {
-    fn write(&mut self, batch: &mut Vec<Record<Line>>) -> Result<(), BoxError> {
-        let even = batch.iter().filter(|r| r.value.0 % 2 == 0).count() as u64;
-        self.even.add(even);
-        self.odd.add(batch.len() as u64 - even);
-        self.inner.write(batch)
-    }
-    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
-        self.inner.watermark(wm)
-    }
-    fn finish(&mut self) -> Result<(), BoxError> {
-        self.inner.finish()
-    }
-    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.inner.pre_commit(checkpoint)
-    }
-}
-
 struct SumAgg;
 impl Aggregate<(u32, i64)> for SumAgg {
     type Acc = i64;
@@ -246,8 +201,6 @@ impl Aggregate<(u32, i64)> for SumAgg {
         *acc
     }
 }
-
-type Line = (u32, i64, i64, i64);
 
 /// Every committed line under `dir` (hidden in-progress and pending files excluded), sorted.
 fn committed(dir: &Path) -> Vec<Line> {

@@ -19,7 +19,7 @@ use sluice_connectors::{JsonLinesSink, LinesSource};
 use sluice_engine::prelude::*;
 use sluice_engine::RestoreFrom;
 
-use super::support::{counts, Counted};
+use super::support::{counts, Counted, ParityCounting};
 
 /// How many times the test kills the child, at least.
 const KILLS: usize = 20;
@@ -55,7 +55,7 @@ fn build(env: &StreamEnv, input: &Path, out: &Path, slow: bool) {
         .window(Tumbling::of(Duration::from_millis(500)))
         .aggregate(Sum)
         .map(|r| (r.key, r.window.start, r.window.end, r.value))
-        .sink(JsonLinesSink::new(out));
+        .sink(ParityCounting(JsonLinesSink::new(out)));
 }
 
 struct Sum;
@@ -166,6 +166,13 @@ fn crash_kills_and_restarts_give_exactly_the_failure_free_output() {
     let expected_counts = counts(&env.execute().unwrap());
     let expected = committed(&reference_out);
     assert!(expected.len() > 1_000, "{} results", expected.len());
+    // The sink's own counters are among the counts compared below.
+    let sink_counters = &expected_counts.last().unwrap().5;
+    assert_eq!(
+        sink_counters.iter().map(|(_, n)| n).sum::<u64>(),
+        expected.len() as u64,
+        "{sink_counters:?}"
+    );
 
     let seed = std::env::var("SLUICE_CRASH_SEED")
         .ok()
