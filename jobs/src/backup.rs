@@ -1,5 +1,8 @@
 //! The raw-event backup: valid events as JSON Lines in the reference's hourly-partitioned layout,
-//! `DIR/year=YYYY/month=MM/day=DD/hour=HH/part-W.jsonl`, by event time (UTC).
+//! `DIR/year=YYYY/month=MM/day=DD/hour=HH/part-W.jsonl`, by event time (UTC). An event read as
+//! text (a file, standard input) is stored as the line it came in (without surrounding
+//! whitespace): fields the jobs do not know are kept, as in the reference's backup of the
+//! parsed payload. A generated event is written in the wire format.
 //!
 //! Each worker writes its own part file per hour. A file stays open until the watermark passes
 //! the end of its hour, then it is flushed and closed; an event that arrives for a closed hour
@@ -7,8 +10,7 @@
 //!
 //! # Exactly once, under checkpointing
 //!
-//! The sink is a [`PartitionedJsonLinesSink`] that writes each event with
-//! [`RideEventData::write_json`](crate::event::RideEventData::write_json). In a job with checkpoints it follows the same two-phase commit as
+//! The sink is a [`PartitionedJsonLinesSink`] that writes each event with [`EventJson`]. In a job with checkpoints it follows the same two-phase commit as
 //! [`JsonLinesSink`](sluice_connectors::JsonLinesSink), per hour directory: a worker writes
 //! hidden in-progress files `.part-{worker}-{run}-{seq}.inprogress`; on a checkpoint
 //! barrier each is flushed, fsynced and renamed to `….pending` (the directory fsynced too), and
@@ -41,14 +43,20 @@ pub struct BackupSink {
     gauge: Option<Arc<Progress>>,
 }
 
-/// [`RideEventData::write_json`](crate::event::RideEventData::write_json) as a line encoder (the wire format, without serde).
+/// The backup's line encoder: an event read as text is stored as the line it was read from
+/// ([`RideEventData::raw_line`](crate::event::RideEventData::raw_line)), unknown fields and
+/// all, as a raw backup should; an event made as data (the generator's) is written in the wire
+/// format by [`RideEventData::write_json`](crate::event::RideEventData::write_json).
 #[derive(Debug, Clone, Copy)]
 pub struct EventJson;
 
 impl LineEncoder<RideEvent> for EventJson {
     #[inline]
     fn encode(&self, value: &RideEvent, line: &mut Vec<u8>) -> Result<(), BoxError> {
-        value.write_json(line);
+        match value.raw_line() {
+            Some(raw) => line.extend_from_slice(raw.as_bytes()),
+            None => value.write_json(line),
+        }
         Ok(())
     }
 }

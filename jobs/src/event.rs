@@ -189,11 +189,27 @@ impl RideEvent {
     }
 
     /// The event's data to change (copied first if the handle is shared). Its zone is derived
-    /// afresh afterwards.
+    /// afresh afterwards, and it no longer has a [`raw_line`](RideEventData::raw_line).
     pub fn make_mut(&mut self) -> &mut RideEventData {
         let data = Arc::make_mut(&mut self.0);
         data.derived_zone = std::sync::OnceLock::new();
+        data.raw = None;
         data
+    }
+
+    /// Records `line`, the text this event was just parsed from, as its
+    /// [`raw_line`](RideEventData::raw_line). Only a handle not shared yet takes it (one fresh
+    /// from [`parse_event`]); a shared one is returned as it is.
+    pub fn with_raw_line(mut self, line: String) -> Self {
+        if let Some(data) = Arc::get_mut(&mut self.0) {
+            let trimmed = line.trim_ascii();
+            data.raw = Some(if trimmed.len() == line.len() {
+                line.into_boxed_str()
+            } else {
+                trimmed.into()
+            });
+        }
+        self
     }
 }
 
@@ -239,6 +255,12 @@ pub struct RideEventData {
     /// checkpointed).
     #[serde(skip)]
     derived_zone: std::sync::OnceLock<Option<Arc<str>>>,
+    /// The line the event was read from, when it was read as text (a file, standard input):
+    /// what the backup stores ([`raw_line`](Self::raw_line)). Neither compared nor
+    /// checkpointed, and dropped by a copy or [`RideEvent::make_mut`]: a changed event is no
+    /// longer its line.
+    #[serde(skip)]
+    raw: Option<Box<str>>,
 }
 
 /// A copy derives its zone afresh (it is usually made to be changed).
@@ -251,6 +273,7 @@ impl Clone for RideEventData {
             h3_resolution: self.h3_resolution,
             payload: self.payload.clone(),
             derived_zone: std::sync::OnceLock::new(),
+            raw: None,
         }
     }
 }
@@ -276,7 +299,14 @@ impl RideEventData {
             h3_resolution: Validation::default().h3_resolution,
             payload,
             derived_zone: std::sync::OnceLock::new(),
+            raw: None,
         }
+    }
+
+    /// The line the event was read from (without surrounding whitespace), if it was read as
+    /// text and not changed since; `None` for events made as data (the generator's).
+    pub fn raw_line(&self) -> Option<&str> {
+        self.raw.as_deref()
     }
 
     /// The event's geo zone: its `geo_zone` if given, else the H3 cell of its coordinates at

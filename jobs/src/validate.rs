@@ -265,7 +265,8 @@ pub fn validate_line(
         ));
     }
     match parse_event(&line, now_ms, &cfg.validation) {
-        Ok(event) => Ok(event),
+        // The line goes on with the event, for the backup to store as it came.
+        Ok(event) => Ok(event.with_raw_line(line)),
         Err(invalid) => Err(dead(line, invalid.reason, invalid.detail)),
     }
 }

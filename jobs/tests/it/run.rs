@@ -281,3 +281,36 @@ fn a_directory_in_use_by_a_run_is_refused_to_a_second_one() {
     let report = start(&again).unwrap().finish().unwrap();
     assert_eq!(report.events_in, 1_000);
 }
+
+/// The backup stores each valid event read from a file as the line it came in: fields the
+/// jobs do not know, the order of the keys and the spacing are kept (surrounding whitespace and
+/// a CRLF's `\r` aside). It used to write every event in the wire format, dropping unknown
+/// fields. Invalid lines are dead letters, not backed up.
+#[test]
+fn the_backup_stores_the_lines_of_valid_events_as_they_were_read() {
+    let dir = temp_dir("run", "raw-backup");
+    let lines = [
+        r#"{"event_id":"a1","event_type":"DRIVER_AVAILABLE","timestamp":"2026-01-05T07:00:00Z","driver_id":"d1","latitude":40.75,"longitude":-73.98}"#,
+        r#"{ "timestamp": "2026-01-05T07:00:01.5Z", "event_type": "DRIVER_LOCATION_UPDATE", "event_id": "a2", "driver_id": "d1", "latitude": 40.7501, "longitude": -73.9802, "app_version": "4.2.0" }"#,
+        r#"   {"event_id":"a3","event_type":"RIDER_REQUEST","timestamp":"2026-01-05T07:00:02Z","rider_id":"r1","pickup_lat":40.7,"pickup_lon":-73.9,"extra":{"nested":[1,2]}}   "#,
+        r#"{"event_id":"bad","event_type":"DRIVER_AVAILABLE","timestamp":"2026-01-05T07:00:03Z"}"#,
+    ];
+    let input = dir.join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!("{}\r\n{}\n{}\n{}\n", lines[0], lines[1], lines[2], lines[3]),
+    )
+    .unwrap();
+    let mut cfg = RunConfig::new(Input::Files(vec![input]));
+    cfg.out = dir.join("out");
+    let report = sluice_jobs::ridehail::run(&cfg).expect("the run ends");
+    assert_eq!((report.valid, report.dead_letters), (3, 1));
+    let backup = outputs(&cfg.out)
+        .into_iter()
+        .find(|(d, _)| d == "backup")
+        .unwrap()
+        .1;
+    let mut expected: Vec<String> = lines[..3].iter().map(|l| l.trim().to_string()).collect();
+    expected.sort();
+    assert_eq!(backup, expected);
+}
