@@ -8,9 +8,11 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::partitioned_sink::{LineEncoder, SerdeJson};
 use crate::txn_files::{at_path, encode_txn, run_token, TxnDir, TxnFile};
 use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
 use sluice_engine::{BoxError, Record};
@@ -41,8 +43,8 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// # Errors
 ///
 /// Opening fails if the directory cannot be created or the part file cannot be created (the
-/// message names the path); a write or flush error, or a value `serde_json` cannot serialize
-/// (a map with non-string keys, say), fails the job. I/O errors keep their
+/// message names the path); a write or flush error, or a value the encoder cannot encode
+/// (for `serde_json`, a map with non-string keys, say), fails the job. I/O errors keep their
 /// [`io::ErrorKind`], so [`JobError::is_retryable`](sluice_engine::JobError::is_retryable)
 /// can judge them.
 ///
@@ -60,21 +62,29 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct JsonLinesSink<T> {
+///
+/// # Encoding
+///
+/// [`new`](Self::new) writes each value with `serde_json`; [`with_encoder`](Self::with_encoder)
+/// takes a [`LineEncoder`] of your own (a hand-written writer for a hot type, say), as
+/// [`PartitionedJsonLinesSink`](crate::PartitionedJsonLinesSink) does.
+pub struct JsonLinesSink<T, E = SerdeJson> {
     dir: PathBuf,
+    encoder: Arc<E>,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T> Clone for JsonLinesSink<T> {
+impl<T, E> Clone for JsonLinesSink<T, E> {
     fn clone(&self) -> Self {
         Self {
             dir: self.dir.clone(),
+            encoder: self.encoder.clone(),
             _t: PhantomData,
         }
     }
 }
 
-impl<T> fmt::Debug for JsonLinesSink<T> {
+impl<T, E> fmt::Debug for JsonLinesSink<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonLinesSink")
             .field("dir", &self.dir)
@@ -83,16 +93,24 @@ impl<T> fmt::Debug for JsonLinesSink<T> {
 }
 
 impl<T: Serialize + 'static> JsonLinesSink<T> {
-    /// A sink writing into `dir`.
+    /// A sink writing into `dir`, one `serde_json` line per value.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_encoder(dir, SerdeJson)
+    }
+}
+
+impl<T: 'static, E: LineEncoder<T>> JsonLinesSink<T, E> {
+    /// A sink writing into `dir`, encoding each value with `encoder`.
+    pub fn with_encoder(dir: impl Into<PathBuf>, encoder: E) -> Self {
         Self {
             dir: dir.into(),
+            encoder: Arc::new(encoder),
             _t: PhantomData,
         }
     }
 }
 
-impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
+impl<T: 'static, E: LineEncoder<T>> Sink<T> for JsonLinesSink<T, E> {
     fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
         if cx.checkpointing {
             fs::create_dir_all(&self.dir)
@@ -103,6 +121,7 @@ impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
                 seq: 0,
                 current: None,
                 line: Vec::new(),
+                encoder: self.encoder.clone(),
             }));
         }
         Ok(Box::new(self.open_part(cx.worker)?))
@@ -118,16 +137,17 @@ impl<T: Serialize + 'static> Sink<T> for JsonLinesSink<T> {
 }
 
 /// A writer under checkpointing: in-progress file, pending on pre-commit.
-struct TxnWriter {
+struct TxnWriter<E> {
     dir: PathBuf,
     /// `part-{worker}-{run}`.
     prefix: String,
     seq: u64,
     current: Option<TxnFile>,
     line: Vec<u8>,
+    encoder: Arc<E>,
 }
 
-impl<T: Serialize> SinkWriter<T> for TxnWriter {
+impl<T, E: LineEncoder<T>> SinkWriter<T> for TxnWriter<E> {
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         if batch.is_empty() {
             return Ok(());
@@ -140,9 +160,9 @@ impl<T: Serialize> SinkWriter<T> for TxnWriter {
         let out = self.current.as_mut().expect("just opened");
         for record in batch.drain(..) {
             self.line.clear();
-            serde_json::to_writer(&mut self.line, &record.value).map_err(|e| {
-                format!("cannot serialize a record for {}: {e}", self.dir.display())
-            })?;
+            self.encoder
+                .encode(&record.value, &mut self.line)
+                .map_err(|e| format!("{e} (writing into {})", self.dir.display()))?;
             self.line.push(b'\n');
             out.write_all(&self.line)?;
         }
@@ -158,14 +178,14 @@ impl<T: Serialize> SinkWriter<T> for TxnWriter {
     }
 }
 
-impl<T> JsonLinesSink<T> {
+impl<T, E> JsonLinesSink<T, E> {
     /// The file worker `worker` writes: `dir/part-{worker}.jsonl`.
     pub fn part_path(&self, worker: usize) -> PathBuf {
         self.dir.join(format!("part-{worker}.jsonl"))
     }
 
     /// Creates the directory and worker `worker`'s part file.
-    fn open_part(&self, worker: usize) -> io::Result<JsonLinesWriter> {
+    fn open_part(&self, worker: usize) -> io::Result<JsonLinesWriter<E>> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| at_path(e, "cannot create output directory", &self.dir))?;
         let path = self.part_path(worker);
@@ -174,23 +194,25 @@ impl<T> JsonLinesSink<T> {
             out: BufWriter::with_capacity(WRITE_BUFFER, file),
             line: Vec::new(),
             path,
+            encoder: self.encoder.clone(),
         })
     }
 }
 
-struct JsonLinesWriter {
+struct JsonLinesWriter<E> {
     out: BufWriter<File>,
     line: Vec<u8>,
     path: PathBuf,
+    encoder: Arc<E>,
 }
 
-impl<T: Serialize> SinkWriter<T> for JsonLinesWriter {
+impl<T, E: LineEncoder<T>> SinkWriter<T> for JsonLinesWriter<E> {
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         for record in batch.drain(..) {
             self.line.clear();
-            serde_json::to_writer(&mut self.line, &record.value).map_err(|e| {
-                format!("cannot serialize a record for {}: {e}", self.path.display())
-            })?;
+            self.encoder
+                .encode(&record.value, &mut self.line)
+                .map_err(|e| format!("{e} (writing {})", self.path.display()))?;
             self.line.push(b'\n');
             self.out
                 .write_all(&self.line)

@@ -769,20 +769,20 @@ macro_rules! key {
         concat!(",\"", $name, "\":")
     };
 }
-use key;
+pub(crate) use key;
 
 /// Writes the fields of one JSON object; each method takes the field's separator and key,
 /// written as they are.
-struct JsonWriter<'a> {
-    out: &'a mut Vec<u8>,
+pub(crate) struct JsonWriter<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
 }
 
 impl JsonWriter<'_> {
-    fn raw(&mut self, s: &str) {
+    pub(crate) fn raw(&mut self, s: &str) {
         self.out.extend_from_slice(s.as_bytes());
     }
 
-    fn timestamp(&mut self, ms: i64) {
+    pub(crate) fn timestamp(&mut self, ms: i64) {
         match crate::timestamp::rfc3339_ms_bytes(ms) {
             Some(b) => self.out.extend_from_slice(&b),
             None => self.raw(&format_rfc3339_ms(ms)),
@@ -791,7 +791,7 @@ impl JsonWriter<'_> {
 
     /// A string field: copied as is when nothing needs escaping (ids and names almost
     /// always), else escaped by `serde_json`.
-    fn str(&mut self, key: &str, s: &str) {
+    pub(crate) fn str(&mut self, key: &str, s: &str) {
         self.raw(key);
         if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
             self.out.push(b'"');
@@ -803,7 +803,7 @@ impl JsonWriter<'_> {
     }
 
     /// A number field, formatted by `serde_json`'s own float formatter.
-    fn num(&mut self, key: &str, v: f64) {
+    pub(crate) fn num(&mut self, key: &str, v: f64) {
         use serde_json::ser::Formatter;
         self.raw(key);
         if !v.is_finite()
@@ -818,6 +818,17 @@ impl JsonWriter<'_> {
     fn opt_num(&mut self, key: &str, v: Option<f64>) {
         if let Some(v) = v {
             self.num(key, v);
+        }
+    }
+
+    /// A string field, or `null` (as `serde_json` writes `None`).
+    pub(crate) fn str_or_null(&mut self, key: &str, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(key, s),
+            None => {
+                self.raw(key);
+                self.raw("null");
+            }
         }
     }
 }

@@ -64,11 +64,12 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use sluice_connectors::LineEncoder;
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 use sluice_engine::BoxError;
 
-use crate::event::{Id, Payload, Point, RideEvent};
+use crate::event::{key, Id, JsonWriter, Payload, Point, RideEvent};
 use crate::ingest::events_by_driver;
 
 /// Settings of the live job. Every field has a default ([`LiveConfig::default`]).
@@ -127,6 +128,50 @@ pub struct DriverState {
     /// The time of its last event.
     #[serde(serialize_with = "crate::serde_time::rfc3339")]
     pub last_event_time: i64,
+}
+
+impl DriverState {
+    /// Appends the state's JSON object: the same text as its `Serialize` with `serde_json` (a
+    /// test compares them), written by hand because snapshots are the largest output after the
+    /// backup (one per driver per interval).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut w = JsonWriter { out };
+        w.raw("{\"snapshot_time\":\"");
+        w.timestamp(self.snapshot_time);
+        w.raw("\"");
+        w.str(key!("driver_id"), &self.driver_id);
+        w.raw(key!("status"));
+        w.raw(match self.status {
+            DriverStatus::Available => "\"AVAILABLE\"",
+            DriverStatus::OnTrip => "\"ON_TRIP\"",
+            DriverStatus::Offline => "\"OFFLINE\"",
+        });
+        match self.location {
+            Some(p) => {
+                w.num(",\"location\":{\"lat\":", p.lat);
+                w.num(key!("lon"), p.lon);
+                w.raw("}");
+            }
+            None => w.raw(",\"location\":null"),
+        }
+        w.str_or_null(key!("zone"), self.zone.as_deref());
+        w.str_or_null(key!("current_trip"), self.current_trip.as_deref());
+        w.raw(",\"last_event_time\":\"");
+        w.timestamp(self.last_event_time);
+        w.raw("\"}");
+    }
+}
+
+/// [`DriverState::write_json`] as a line encoder, for `live.drivers`' sink.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriverStateJson;
+
+impl LineEncoder<DriverState> for DriverStateJson {
+    #[inline]
+    fn encode(&self, value: &DriverState, line: &mut Vec<u8>) -> Result<(), BoxError> {
+        value.write_json(line);
+        Ok(())
+    }
 }
 
 /// The number of active trips in a zone at a snapshot boundary.
@@ -782,5 +827,78 @@ impl SinkWriter<ZoneSnapshot> for ViewWriter {
             inner.apply_zone(r.value);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written line is the `serde_json` one, for every shape a state takes.
+    #[test]
+    fn driver_state_json_is_what_serde_writes() {
+        let ids = [
+            "d1",
+            "s0-d94",
+            "quote\"d",
+            "back\\slash",
+            "tab\tand\u{1}",
+            "ünï€😀",
+            "",
+        ];
+        let points = [
+            None,
+            Some(Point {
+                lat: 40.734799,
+                lon: -73.991707,
+            }),
+            Some(Point {
+                lat: 0.0,
+                lon: -180.0,
+            }),
+            Some(Point {
+                lat: -89.999_999_9,
+                lon: 1e-7,
+            }),
+            Some(Point {
+                lat: 12.0,
+                lon: 179.5,
+            }),
+        ];
+        let times = [
+            0,
+            1_767_596_460_000,
+            1_767_596_445_512,
+            -1,
+            253_402_300_800_000,
+        ];
+        let mut checked = 0;
+        for (i, id) in ids.iter().enumerate() {
+            for (j, location) in points.iter().enumerate() {
+                for status in [
+                    DriverStatus::Available,
+                    DriverStatus::OnTrip,
+                    DriverStatus::Offline,
+                ] {
+                    let state = DriverState {
+                        snapshot_time: times[(i + j) % times.len()],
+                        driver_id: id.to_string(),
+                        status,
+                        location: *location,
+                        zone: (j % 2 == 0).then(|| format!("872a1{id}")),
+                        current_trip: (i % 3 != 0).then(|| format!("t-{id}")),
+                        last_event_time: times[(i * 3 + j) % times.len()],
+                    };
+                    let mut line = Vec::new();
+                    state.write_json(&mut line);
+                    assert_eq!(
+                        String::from_utf8(line).unwrap(),
+                        serde_json::to_string(&state).unwrap()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 105);
     }
 }

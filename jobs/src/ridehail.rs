@@ -47,7 +47,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{BadLine, JsonLinesSink, Line, LinesSource};
+use sluice_connectors::{BadLine, JsonLinesSink, Line, LineEncoder, LinesSource, SerdeJson};
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, Clock, Counter, JobControl, JobHandle, RestoreFrom, SystemClock};
 
@@ -59,7 +59,7 @@ use crate::ingest::{
     events_by_driver, ingest_files, ingest_generator, ingest_lines, EventTimeConfig, IngestConfig,
     Ingested,
 };
-use crate::live::{live_state_with, LiveConfig};
+use crate::live::{live_state_with, DriverStateJson, LiveConfig};
 use crate::shifts::{driver_shifts_with, ShiftConfig};
 use crate::surge::{surge_with, SurgeConfig};
 use crate::trips::{trip_summaries, TripConfig};
@@ -747,8 +747,18 @@ fn json_sink<T: serde::Serialize + Clone + Send + 'static>(
     out: &Path,
     dir: &str,
 ) {
+    json_sink_with(stream, out, dir, SerdeJson);
+}
+
+/// [`json_sink`] with a line encoder of the output's own.
+fn json_sink_with<T: Clone + Send + 'static, E: LineEncoder<T>>(
+    stream: Stream<T>,
+    out: &Path,
+    dir: &str,
+    encoder: E,
+) {
     stream
-        .sink(JsonLinesSink::new(out.join(dir)))
+        .sink(JsonLinesSink::with_encoder(out.join(dir), encoder))
         .name(&format!("sink.{dir}"));
 }
 
@@ -867,7 +877,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
     }
     if let (true, Some(by_driver)) = (on(Job::Live), &by_driver) {
         let live = live_state_with(events.clone(), by_driver.clone(), &cfg.live);
-        json_sink(live.drivers, out, "live-drivers");
+        json_sink_with(live.drivers, out, "live-drivers", DriverStateJson);
         json_sink(live.zones, out, "live-zones");
         json_sink(live.late.map(|e| json_value(&e)), out, "live-late");
     }

@@ -7,7 +7,7 @@
 
 use serde::Serializer;
 
-use crate::timestamp::format_rfc3339_ms;
+use crate::timestamp::{format_rfc3339_ms, rfc3339_ms_bytes};
 
 /// Serialises milliseconds since the epoch as an RFC 3339 string.
 ///
@@ -15,7 +15,11 @@ use crate::timestamp::format_rfc3339_ms;
 ///
 /// Whatever the serializer reports.
 pub fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339_ms(*ms))
+    // On the stack for years 0 to 9999 (every valid event's), not a `String` per field.
+    match rfc3339_ms_bytes(*ms) {
+        Some(b) => s.serialize_str(std::str::from_utf8(&b).unwrap_or_default()),
+        None => s.serialize_str(&format_rfc3339_ms(*ms)),
+    }
 }
 
 /// Serialises optional milliseconds since the epoch as an RFC 3339 string or `null`.
@@ -25,7 +29,7 @@ pub fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
 /// Whatever the serializer reports.
 pub fn rfc3339_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match ms {
-        Some(ms) => s.serialize_str(&format_rfc3339_ms(*ms)),
+        Some(ms) => rfc3339(ms, s),
         None => s.serialize_none(),
     }
 }
