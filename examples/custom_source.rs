@@ -1,5 +1,5 @@
 //! Writing a source: a split-based sensor source that reports its position, feeding a keyed
-//! process function with event-time timers.
+//! process function with event-time timers and a counter of its own.
 //!
 //! ```sh
 //! cargo run --example custom_source
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sluice::connectors::CollectSink;
 use sluice::prelude::*;
-use sluice::BoxError;
+use sluice::{BoxError, Counter};
 
 /// Temperature readings from `sensors` sensors, one every second of event time each, for
 /// `seconds` seconds. One split per sensor.
@@ -71,8 +71,11 @@ impl SplitReader<(usize, f64)> for SensorReader {
 }
 
 /// Per sensor: the maximum of each minute, emitted by an event-time timer at the minute's end.
+/// Counts the readings above 22 °C with a [`Counter`]: the job's metrics report it, summed over
+/// the workers (and, with checkpoints, a restored job would continue it).
 struct MinuteMax {
     max: MapState<i64, f64>,
+    hot: Counter,
 }
 
 impl KeyedProcessFunction<usize, (usize, f64)> for MinuteMax {
@@ -84,6 +87,9 @@ impl KeyedProcessFunction<usize, (usize, f64)> for MinuteMax {
         (_, c): (usize, f64),
         ctx: &mut Context<'_, usize, Self::Out>,
     ) {
+        if c > 22.0 {
+            self.hot.add(1);
+        }
         let minute = ctx.timestamp() / 60_000;
         let table = ctx.map(self.max);
         match table.get_mut(sensor, &minute) {
@@ -115,13 +121,23 @@ fn main() -> Result<(), JobError> {
     .key_by(|(sensor, _)| *sensor)
     .process(|reg| MinuteMax {
         max: reg.map("minute_max"),
+        hot: reg.counter("hot readings"),
     })
+    .name("minute_max")
     .sink(out.clone());
-    env.execute()?;
+    let metrics = env.execute()?;
     let mut rows = out.values();
     rows.sort_by_key(|r| (r.0, r.1));
     for (sensor, minute, max) in rows {
         println!("sensor {sensor} minute {minute}: max {max:.2} °C");
     }
+    let op = metrics
+        .operator("minute_max")
+        .expect("the process function");
+    println!(
+        "{} readings, {} of them above 22 °C",
+        op.records_in,
+        op.counter("hot readings")
+    );
     Ok(())
 }
