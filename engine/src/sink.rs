@@ -170,3 +170,118 @@ where
         self(cx)
     }
 }
+
+/// A sink that counts what it writes by label, then hands it to another: `inner` does the
+/// writing (its two-phase commit included), and one [`Counter`] per label counts the records,
+/// so the counts are reported as the sink operator's
+/// [`OperatorMetrics::counter`](crate::OperatorMetrics::counter)s and continue across a
+/// restore, exactly once like the output. `label_of` gives a record's label as an index into
+/// `labels`; counting is added to the counters once per batch.
+///
+/// # Panics
+///
+/// A writer panics (and the job fails, naming the sink) if `label_of` returns an index past
+/// the end of `labels`.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_engine::prelude::*;
+/// use sluice_engine::sink::CountingSink;
+/// use sluice_connectors::{CollectSink, VecSource};
+///
+/// let env = StreamEnv::new(Config::default().parallelism(2));
+/// let out = CollectSink::new();
+/// env.source(VecSource::new((0..10u64).collect()))
+///     .sink(CountingSink::new(out.clone(), ["even", "odd"], |v: &u64| (v % 2) as usize))
+///     .name("sink.numbers");
+/// let metrics = env.execute()?;
+/// let sink = metrics.operator("sink.numbers").unwrap();
+/// assert_eq!((sink.counter("even"), sink.counter("odd")), (5, 5));
+/// assert_eq!(out.values().len(), 10);
+/// # Ok::<(), sluice_engine::JobError>(())
+/// ```
+pub struct CountingSink<T, S, F> {
+    inner: S,
+    labels: Vec<String>,
+    label_of: std::sync::Arc<F>,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S, F> CountingSink<T, S, F>
+where
+    S: Sink<T>,
+    F: Fn(&T) -> usize + Send + Sync + 'static,
+{
+    /// Counts `inner`'s records under `labels`, each by `label_of`.
+    pub fn new(inner: S, labels: impl IntoIterator<Item = impl Into<String>>, label_of: F) -> Self {
+        Self {
+            inner,
+            labels: labels.into_iter().map(Into::into).collect(),
+            label_of: std::sync::Arc::new(label_of),
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, S, F> Sink<T> for CountingSink<T, S, F>
+where
+    T: 'static,
+    S: Sink<T>,
+    F: Fn(&T) -> usize + Send + Sync + 'static,
+{
+    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<T>>, BoxError> {
+        Ok(Box::new(CountingWriter {
+            inner: self.inner.open(cx)?,
+            counters: self.labels.iter().map(|l| cx.counter(l)).collect(),
+            local: vec![0; self.labels.len()],
+            label_of: self.label_of.clone(),
+        }))
+    }
+
+    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
+        self.inner.commit(txn)
+    }
+
+    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
+        self.inner.recover(restored, txns)
+    }
+}
+
+struct CountingWriter<T, F> {
+    inner: Box<dyn SinkWriter<T>>,
+    counters: Vec<Counter>,
+    /// This batch's counts, per label.
+    local: Vec<u64>,
+    label_of: std::sync::Arc<F>,
+}
+
+impl<T, F: Fn(&T) -> usize> SinkWriter<T> for CountingWriter<T, F> {
+    fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        for r in batch.iter() {
+            let i = (self.label_of)(&r.value);
+            assert!(
+                i < self.local.len(),
+                "label index {i} out of range for {} labels",
+                self.local.len()
+            );
+            self.local[i] += 1;
+        }
+        for (c, n) in self.counters.iter().zip(self.local.iter_mut()) {
+            c.add(std::mem::take(n));
+        }
+        self.inner.write(batch)
+    }
+
+    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
+        self.inner.watermark(wm)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.inner.finish()
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        self.inner.pre_commit(checkpoint)
+    }
+}

@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 
 use sluice_connectors::{BadLine, JsonLinesSink, Line, LineEncoder, LinesSource, SerdeJson};
 use sluice_engine::prelude::*;
-use sluice_engine::{BoxError, Clock, Counter, JobControl, JobHandle, RestoreFrom, SystemClock};
+use sluice_engine::sink::CountingSink;
+use sluice_engine::{BoxError, Clock, JobControl, JobHandle, RestoreFrom, SystemClock};
 
 use crate::backup::BackupSink;
 use crate::dedup::{self, DedupConfig};
@@ -303,7 +304,8 @@ pub struct Report {
 }
 
 /// The dead-letter sink's operator name; it counts each [`Reason`] with a
-/// [`Counter`] named by [`Reason::as_str`].
+/// [`Counter`](sluice_engine::Counter) named by [`Reason::as_str`] (a
+/// [`CountingSink`]).
 pub const DEAD_LETTER_SINK: &str = "sink.dead-letters";
 
 /// Live counters a progress display can read while the job runs.
@@ -838,10 +840,13 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         }
     };
     let out = &cfg.out;
+    // Counted per reason by the engine's counters, which are checkpointed with the output.
     dead_letters
-        .sink(CountingDeadLetters(JsonLinesSink::new(
-            out.join("dead-letters"),
-        )))
+        .sink(CountingSink::new(
+            JsonLinesSink::new(out.join("dead-letters")),
+            Reason::ALL.iter().map(|r| r.as_str()),
+            |d: &DeadLetter| Reason::ALL.iter().position(|r| *r == d.reason).unwrap_or(0),
+        ))
         .name(DEAD_LETTER_SINK);
     json_sink(duplicates.map(|e| json_value(&e)), out, "duplicates");
 
@@ -906,67 +911,6 @@ pub fn run(cfg: &RunConfig) -> Result<Report, BoxError> {
 /// An event as a JSON value (for the rare side streams: duplicates and late events).
 fn json_value(e: &RideEvent) -> serde_json::Value {
     serde_json::from_str(&e.to_json()).unwrap_or(serde_json::Value::Null)
-}
-
-/// A dead-letter sink that also counts per reason, with one engine [`Counter`] per reason
-/// (added once per batch). Everything else, the two-phase commit included, is the inner sink's:
-/// the dead letters are exactly once under checkpointing like every other output, and the
-/// engine checkpoints the counters with its own counts, so a resumed run counts on from the
-/// checkpoint.
-struct CountingDeadLetters(JsonLinesSink<DeadLetter>);
-
-impl Sink<DeadLetter> for CountingDeadLetters {
-    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<DeadLetter>>, BoxError> {
-        Ok(Box::new(CountingWriter {
-            inner: self.0.open(cx)?,
-            counters: Reason::ALL.iter().map(|r| cx.counter(r.as_str())).collect(),
-            local: vec![0; Reason::ALL.len()],
-        }))
-    }
-
-    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        self.0.commit(txn)
-    }
-
-    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.0.recover(restored, txns)
-    }
-}
-
-struct CountingWriter {
-    inner: Box<dyn SinkWriter<DeadLetter>>,
-    /// One per reason, in [`Reason::ALL`] order.
-    counters: Vec<Counter>,
-    /// This batch's counts.
-    local: Vec<u64>,
-}
-
-impl SinkWriter<DeadLetter> for CountingWriter {
-    fn write(&mut self, batch: &mut Vec<Record<DeadLetter>>) -> Result<(), BoxError> {
-        for r in batch.iter() {
-            let i = Reason::ALL
-                .iter()
-                .position(|x| *x == r.value.reason)
-                .unwrap_or(0);
-            self.local[i] += 1;
-        }
-        for (c, n) in self.counters.iter().zip(self.local.iter_mut()) {
-            c.add(std::mem::take(n));
-        }
-        self.inner.write(batch)
-    }
-
-    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
-        self.inner.watermark(wm)
-    }
-
-    fn finish(&mut self) -> Result<(), BoxError> {
-        self.inner.finish()
-    }
-
-    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.inner.pre_commit(checkpoint)
-    }
 }
 
 /// Parses durations like `90s`, `5m`, `1h`, `250ms`, `1h30m`, or a bare number of seconds.

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sluice_connectors::{CollectSink, JsonLinesSink, VecSource};
+use sluice_connectors::{CollectSink, VecSource};
 use sluice_engine::prelude::*;
 use sluice_engine::{BoxError, Counter, JobHandle, RestoreFrom};
 
-use super::support::{counts, Line, ParityCounting, DEADLINE};
+use super::support::{counts, parity_counting, Line, DEADLINE};
 
 /// One input record: event time, key, value.
 type Rec = (i64, u32, i64);
@@ -181,7 +181,7 @@ fn build(env: &StreamEnv, kind: Kind, src: GatedSource, out: &Path) {
             })
         }
     };
-    results.sink(ParityCounting(JsonLinesSink::new(out)));
+    results.sink(parity_counting(out));
 }
 
 struct SumAgg;

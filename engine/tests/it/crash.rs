@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{JsonLinesSink, LinesSource};
+use sluice_connectors::LinesSource;
 use sluice_engine::prelude::*;
 use sluice_engine::RestoreFrom;
 
-use super::support::{counts, Counted, ParityCounting};
+use super::support::{counts, parity_counting, Counted};
 
 /// How many times the test kills the child, at least.
 const KILLS: usize = 20;
@@ -55,7 +55,7 @@ fn build(env: &StreamEnv, input: &Path, out: &Path, slow: bool) {
         .window(Tumbling::of(Duration::from_millis(500)))
         .aggregate(Sum)
         .map(|r| (r.key, r.window.start, r.window.end, r.value))
-        .sink(ParityCounting(JsonLinesSink::new(out)));
+        .sink(parity_counting(out));
 }
 
 struct Sum;

@@ -10,8 +10,8 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use sluice_connectors::JsonLinesSink;
 use sluice_engine::keys::Key;
 use sluice_engine::prelude::*;
-use sluice_engine::sink::{Sink, SinkContext, SinkWriter};
-use sluice_engine::{BoxError, Counter, JobHandle, Record, Timestamp};
+use sluice_engine::sink::{CountingSink, Sink};
+use sluice_engine::{BoxError, JobHandle};
 
 /// How long any job of this suite may take before its test fails as hung.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -499,44 +499,10 @@ pub type Line = (u32, i64, i64, i64);
 /// The exactly-once JSON-lines sink, also counting its lines by the parity of their key with
 /// two named counters (`even keys`, `odd keys`): what a restore must continue like the
 /// engine's own counts.
-pub struct ParityCounting(pub JsonLinesSink<Line>);
-
-impl Sink<Line> for ParityCounting {
-    fn open(&self, cx: &SinkContext) -> Result<Box<dyn SinkWriter<Line>>, BoxError> {
-        Ok(Box::new(ParityWriter {
-            inner: self.0.open(cx)?,
-            even: cx.counter("even keys"),
-            odd: cx.counter("odd keys"),
-        }))
-    }
-    fn commit(&self, txn: &[u8]) -> Result<(), BoxError> {
-        self.0.commit(txn)
-    }
-    fn recover(&self, restored: Option<u64>, txns: &[Vec<u8>]) -> Result<(), BoxError> {
-        self.0.recover(restored, txns)
-    }
-}
-
-struct ParityWriter {
-    inner: Box<dyn SinkWriter<Line>>,
-    even: Counter,
-    odd: Counter,
-}
-
-impl SinkWriter<Line> for ParityWriter {
-    fn write(&mut self, batch: &mut Vec<Record<Line>>) -> Result<(), BoxError> {
-        let even = batch.iter().filter(|r| r.value.0 % 2 == 0).count() as u64;
-        self.even.add(even);
-        self.odd.add(batch.len() as u64 - even);
-        self.inner.write(batch)
-    }
-    fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
-        self.inner.watermark(wm)
-    }
-    fn finish(&mut self) -> Result<(), BoxError> {
-        self.inner.finish()
-    }
-    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
-        self.inner.pre_commit(checkpoint)
-    }
+pub fn parity_counting(out: &std::path::Path) -> impl Sink<Line> {
+    CountingSink::new(
+        JsonLinesSink::new(out),
+        ["even keys", "odd keys"],
+        |l: &Line| (l.0 % 2) as usize,
+    )
 }
