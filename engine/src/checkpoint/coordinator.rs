@@ -154,6 +154,15 @@ impl Coordinator {
         let mut requests: Vec<(bool, Sender<Result<PathBuf, String>>)> = Vec::new();
         let interval = self.settings.interval;
         let mut next_trigger = interval.map(|d| Instant::now() + d);
+        // Restored from a job's final checkpoint: the job has nothing left to do, and that
+        // checkpoint stays its newest. A new one would hold none of the transactions that
+        // committed the output (its sinks write nothing new), so restoring it later would roll
+        // back as uncommitted the files of the final checkpoint (named `cfinal`, not by id).
+        let restored_final = self
+            .shared()
+            .restore
+            .as_ref()
+            .and_then(|d| d.is_finished().then_some(d.id));
         loop {
             let timeout = next_trigger.map_or(Duration::from_secs(3600), |t| {
                 t.saturating_duration_since(Instant::now())
@@ -186,10 +195,11 @@ impl Coordinator {
                 }
                 Ok(Event::Request { savepoint, reply }) => requests.push((savepoint, reply)),
                 Ok(Event::JobEnded { ok, reply }) => {
-                    let result = if ok {
-                        self.finish(&finished, pending.take())
-                    } else {
-                        Ok(())
+                    let result = match (ok, restored_final) {
+                        (true, None) => self.finish(&finished, pending.take()),
+                        // Anything a sink wrote anyway is committed as without checkpoints.
+                        (true, Some(_)) => self.commit_final(&finished),
+                        (false, _) => Ok(()),
                     };
                     for (_, r) in requests.drain(..) {
                         let _ = r.send(Err("the job ended before the checkpoint was taken".into()));
@@ -218,6 +228,14 @@ impl Coordinator {
                         "the job finished before the checkpoint could be taken".into()
                     ));
                 }
+            }
+            if let Some(id) = restored_final {
+                for (_, r) in requests.drain(..) {
+                    let _ = r.send(Err(format!(
+                        "the job restored its final checkpoint {id} and has nothing left to do"
+                    )));
+                }
+                continue;
             }
             if pending.is_none() && !all_finished {
                 let due = next_trigger.is_some_and(|t| Instant::now() >= t);
@@ -323,6 +341,19 @@ impl Coordinator {
                         )
                     })?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A job restored from its final checkpoint ended: commits whatever transactions its sinks
+    /// reported (as a job without checkpoints does), and writes no checkpoint.
+    fn commit_final(&self, finished: &[Vec<Option<InstanceState>>]) -> Result<(), String> {
+        for (op, committer) in self.committers.iter().enumerate() {
+            let Some(c) = committer else { continue };
+            for txn in finished[op].iter().flatten().filter_map(|s| s.txn.as_ref()) {
+                c.commit(txn)
+                    .map_err(|e| format!("committing in sink `{}`: {e}", self.names[op]))?;
             }
         }
         Ok(())

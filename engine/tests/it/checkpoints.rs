@@ -665,6 +665,50 @@ fn a_checkpoint_requested_after_the_work_is_done_is_refused_not_awaited() {
     join(handle).unwrap();
 }
 
+/// A job restored from its final checkpoint has nothing to do, and must not write a new
+/// checkpoint: one would hold none of the transactions that committed the output, and the
+/// next restore of it rolled back the final checkpoint's files (named `cfinal`, not by id) as
+/// uncommitted. A finished run resumed twice lost its whole output (found by the ridehail crash
+/// soak: a kill after the final checkpoint, then one after the restored run's checkpoint).
+#[test]
+fn restoring_a_finished_job_again_and_again_keeps_its_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Arc::new(input(5_000, 20, 8));
+    let (chk, out) = (tmp.path().join("chk"), tmp.path().join("out"));
+    let env = StreamEnv::new(Config::default().parallelism(2).checkpoint_dir(&chk));
+    build(&env, Kind::Tumbling, source(&data, usize::MAX), &out);
+    let first = join(env.start().unwrap()).unwrap();
+    let expected = committed(&out);
+    assert!(expected.len() > 100, "{} results", expected.len());
+    let last_id = first.checkpoints.last_id;
+    for (round, p) in [(1, 2), (2, 1), (3, 2)] {
+        let env = StreamEnv::new(
+            Config::default()
+                .parallelism(p)
+                .checkpoint_dir(&chk)
+                .restore(RestoreFrom::Latest),
+        );
+        build(&env, Kind::Tumbling, source(&data, usize::MAX), &out);
+        let handle = env.start().unwrap();
+        assert!(handle.restore_info().finished, "round {round}");
+        // Refused ("nothing left to do", or "ended" if the job is already over).
+        let refused = handle.control().checkpoint();
+        assert!(refused.is_err(), "round {round}: {refused:?}");
+        let metrics = join(handle).unwrap();
+        assert_eq!(committed(&out), expected, "round {round}: output");
+        assert_eq!(counts(&metrics), counts(&first), "round {round}: counts");
+        assert_eq!(metrics.checkpoints.completed, 0, "round {round}");
+        let newest = std::fs::read_dir(&chk)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name();
+                sluice_engine::checkpoint::checkpoint_id(name.to_str()?)
+            })
+            .max();
+        assert_eq!(newest, Some(last_id), "round {round}: no new checkpoint");
+    }
+}
+
 /// Sends odd numbers to a side output and passes the rest.
 struct SplitOdd(OutputTag<u64>);
 

@@ -314,3 +314,37 @@ fn the_backup_stores_the_lines_of_valid_events_as_they_were_read() {
     expected.sort();
     assert_eq!(backup, expected);
 }
+
+/// A finished run resumed again and again keeps its output and its counts: the resumed runs
+/// have nothing to do and take no checkpoint. They used to take one without the final
+/// checkpoint's transactions, and the next resume deleted the whole committed output as
+/// uncommitted.
+#[test]
+fn a_finished_run_resumed_twice_keeps_its_output() {
+    let dir = temp_dir("run", "resume-finished");
+    let mut cfg = RunConfig::new(Input::Generator(GeneratorConfig {
+        duration: None,
+        max_lines: Some(20_000),
+        ..GeneratorConfig::default()
+    }));
+    cfg.out = dir.join("out");
+    cfg.checkpoint_dir = Some(dir.join("chk"));
+    let first = sluice_jobs::ridehail::run(&cfg).expect("the run ends");
+    let expected = outputs(&cfg.out);
+    let lines_in = |d: &str| {
+        expected
+            .iter()
+            .find(|(n, _)| n == d)
+            .map_or(0, |(_, l)| l.len())
+    };
+    assert_eq!(lines_in("backup"), 20_000);
+    assert!(lines_in("trips") > 0 && lines_in("live-drivers") > 0);
+    cfg.resume = true;
+    for round in 1..=2 {
+        let report = sluice_jobs::ridehail::run(&cfg).expect("the resumed run ends");
+        assert!(report.resumed_from.is_some(), "round {round}");
+        assert_eq!(report.events_in, first.events_in, "round {round}");
+        assert_eq!(report.events_this_run, 0, "round {round}");
+        assert_eq!(outputs(&cfg.out), expected, "round {round}: output");
+    }
+}
