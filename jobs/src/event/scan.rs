@@ -122,7 +122,7 @@ impl Field {
 }
 
 /// The index of the first `"`, `\\` or control character in `b`, eight bytes at a time.
-fn string_end(b: &[u8]) -> Option<usize> {
+pub(super) fn string_end(b: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     // High bit set in each byte of `x` that is zero (the lowest such flag is exact; flags
