@@ -152,8 +152,6 @@ impl Coordinator {
         let mut pending: Option<Pending> = None;
         // Requested checkpoints and savepoints, oldest first.
         let mut requests: Vec<(bool, Sender<Result<PathBuf, String>>)> = Vec::new();
-        let interval = self.settings.interval;
-        let mut next_trigger = interval.map(|d| Instant::now() + d);
         // Restored from a job's final checkpoint: the job has nothing left to do, and that
         // checkpoint stays its newest. A new one would hold none of the transactions that
         // committed the output (its sinks write nothing new), so restoring it later would roll
@@ -163,6 +161,9 @@ impl Coordinator {
             .restore
             .as_ref()
             .and_then(|d| d.is_finished().then_some(d.id));
+        // No periodic trigger then (nor a timeout that would keep this loop spinning).
+        let interval = self.settings.interval.filter(|_| restored_final.is_none());
+        let mut next_trigger = interval.map(|d| Instant::now() + d);
         loop {
             let timeout = next_trigger.map_or(Duration::from_secs(3600), |t| {
                 t.saturating_duration_since(Instant::now())
