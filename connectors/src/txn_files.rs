@@ -110,8 +110,8 @@ pub struct TxnFile {
     rel_dir: String,
     base: String,
     dir: PathBuf,
-    /// Directories that creating this file created the entries of (the parents of the ones
-    /// created), to sync at the pre-commit.
+    /// When creating the file created its directory: the directory's ancestors up to the
+    /// root, which hold the new entries, to sync at the pre-commit.
     new_dirs: Vec<PathBuf>,
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
+use crate::timestamp::parse_rfc3339_ms;
 
 mod id;
 mod scan;
@@ -783,10 +783,7 @@ impl JsonWriter<'_> {
     }
 
     pub(crate) fn timestamp(&mut self, ms: i64) {
-        match crate::timestamp::rfc3339_ms_bytes(ms) {
-            Some(b) => self.out.extend_from_slice(&b),
-            None => self.raw(&format_rfc3339_ms(ms)),
-        }
+        crate::timestamp::with_rfc3339_ms(ms, |t| self.out.extend_from_slice(t));
     }
 
     /// A string field: copied as is when nothing needs escaping (ids and names almost
@@ -1192,6 +1189,7 @@ fn classify_json_error(e: serde_json::Error) -> Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::format_rfc3339_ms;
 
     const NOW: i64 = 1_795_680_930_000; // 2026-11-26T08:15:30Z
 

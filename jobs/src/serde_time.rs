@@ -7,7 +7,7 @@
 
 use serde::Serializer;
 
-use crate::timestamp::{format_rfc3339_ms, rfc3339_ms_bytes};
+use crate::timestamp::{ascii, with_rfc3339_ms};
 
 /// Serialises milliseconds since the epoch as an RFC 3339 string.
 ///
@@ -15,11 +15,7 @@ use crate::timestamp::{format_rfc3339_ms, rfc3339_ms_bytes};
 ///
 /// Whatever the serializer reports.
 pub fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    // On the stack for years 0 to 9999 (every valid event's), not a `String` per field.
-    match rfc3339_ms_bytes(*ms) {
-        Some(b) => s.serialize_str(std::str::from_utf8(&b).unwrap_or_default()),
-        None => s.serialize_str(&format_rfc3339_ms(*ms)),
-    }
+    with_rfc3339_ms(*ms, |t| s.serialize_str(ascii(t)))
 }
 
 /// Serialises optional milliseconds since the epoch as an RFC 3339 string or `null`.

@@ -91,11 +91,27 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 
 /// Appends the `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` to `out`.
 pub fn write_rfc3339_ms(ms: i64, out: &mut String) {
+    with_rfc3339_ms(ms, |t| out.push_str(ascii(t)));
+}
+
+/// Calls `f` with the `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms`, as bytes (ASCII: see [`ascii`]
+/// for a `&str`): formatted on the stack for years 0 to 9999 (every valid event's), in a
+/// `String` only outside them.
+pub(crate) fn with_rfc3339_ms<R>(ms: i64, f: impl FnOnce(&[u8]) -> R) -> R {
     match rfc3339_ms_bytes(ms) {
-        // The buffer holds ASCII digits and separators only.
-        Some(buf) => out.push_str(std::str::from_utf8(&buf).unwrap_or_default()),
-        None => write_rfc3339_ms_slow(ms, out),
+        Some(buf) => f(&buf),
+        None => {
+            let mut slow = String::with_capacity(32);
+            write_rfc3339_ms_slow(ms, &mut slow);
+            f(slow.as_bytes())
+        }
     }
+}
+
+/// A formatted timestamp as a `&str` (it holds ASCII digits and separators only). The check
+/// costs a pass over its bytes: writers of bytes skip it.
+pub(crate) fn ascii(t: &[u8]) -> &str {
+    std::str::from_utf8(t).unwrap_or_default()
 }
 
 /// The `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` as bytes, for years 0 to 9999 (`None` outside:

@@ -331,30 +331,34 @@ impl Coordinator {
     }
 
     fn commit(&self, data: &CheckpointData) -> Result<(), String> {
-        for (op, committer) in self.committers.iter().enumerate() {
-            let Some(c) = committer else { continue };
-            for inst in &data.instances[op] {
-                if let Some(txn) = &inst.txn {
-                    c.commit(txn).map_err(|e| {
-                        format!(
-                            "committing checkpoint {} in sink `{}`: {e}",
-                            data.id, self.names[op]
-                        )
-                    })?;
-                }
-            }
-        }
-        Ok(())
+        let states = data.instances.iter().enumerate();
+        self.commit_txns(
+            &format!("checkpoint {}", data.id),
+            states.flat_map(|(op, v)| v.iter().map(move |s| (op, s))),
+        )
     }
 
     /// A job restored from its final checkpoint ended: commits whatever transactions its sinks
     /// reported (as a job without checkpoints does), and writes no checkpoint.
     fn commit_final(&self, finished: &[Vec<Option<InstanceState>>]) -> Result<(), String> {
-        for (op, committer) in self.committers.iter().enumerate() {
-            let Some(c) = committer else { continue };
-            for txn in finished[op].iter().flatten().filter_map(|s| s.txn.as_ref()) {
+        let states = finished.iter().enumerate();
+        self.commit_txns(
+            "the output of a finished job",
+            states.flat_map(|(op, v)| v.iter().flatten().map(move |s| (op, s))),
+        )
+    }
+
+    /// Commits the transactions in `states` (operator, instance state) of the sinks, naming
+    /// `what` in an error.
+    fn commit_txns<'a>(
+        &self,
+        what: &str,
+        states: impl Iterator<Item = (usize, &'a InstanceState)>,
+    ) -> Result<(), String> {
+        for (op, state) in states {
+            if let (Some(c), Some(txn)) = (&self.committers[op], &state.txn) {
                 c.commit(txn)
-                    .map_err(|e| format!("committing in sink `{}`: {e}", self.names[op]))?;
+                    .map_err(|e| format!("committing {what} in sink `{}`: {e}", self.names[op]))?;
             }
         }
         Ok(())
