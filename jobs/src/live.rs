@@ -540,11 +540,20 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverLive {
             return;
         }
         let timer = self.interval_timer(e.timestamp);
-        ctx.value(self.slot)
+        let pending = &mut ctx
+            .value(self.slot)
             .get_or_insert_with(key, DriverSlot::default)
-            .pending
-            .push(e);
-        ctx.register_event_timer(key, timer);
+            .pending;
+        // Every pending event's timer is registered and has not fired (firing releases every
+        // event up to it), so an event in the interval of the last one needs no registration:
+        // most of a driver's events come in order, several per interval.
+        let armed = pending
+            .last()
+            .is_some_and(|p| self.interval_timer(p.timestamp) == timer);
+        pending.push(e);
+        if !armed {
+            ctx.register_event_timer(key, timer);
+        }
     }
 
     fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut DriversCx<'_>) {
