@@ -283,30 +283,38 @@ struct DriverSupply {
 }
 
 impl DriverSupply {
-    /// Applies `e`'s trip-state change, if it has one and is newer than the last applied one.
-    fn update_trip(&self, driver: &Id, e: &RideEvent, ctx: &mut Context<'_, Id, Signal>) {
+    /// Applies `e`'s trip-state change, if it has one and is newer than the last applied one;
+    /// returns the new state if it was applied.
+    fn update_trip(
+        &self,
+        driver: &Id,
+        e: &RideEvent,
+        ctx: &mut Context<'_, Id, Signal>,
+    ) -> Option<bool> {
         let on_trip = match e.event_type() {
             EventType::TripStarted => true,
             EventType::TripCompleted
             | EventType::TripCancelled
             | EventType::DriverOffline
             | EventType::DriverAvailable => false,
-            EventType::DriverLocationUpdate | EventType::RiderRequest => return,
+            EventType::DriverLocationUpdate | EventType::RiderRequest => return None,
         };
         let trip = ctx.value(self.trip);
         let newer = match trip.get(driver) {
             None => true,
             Some(last) => (e.timestamp, &*e.event_id) > (last.at.0, &*last.at.1),
         };
-        if newer {
-            trip.set(
-                driver,
-                TripState {
-                    on_trip,
-                    at: (e.timestamp, e.event_id.clone()),
-                },
-            );
+        if !newer {
+            return None;
         }
+        trip.set(
+            driver,
+            TripState {
+                on_trip,
+                at: (e.timestamp, e.event_id.clone()),
+            },
+        );
+        Some(on_trip)
     }
 }
 
@@ -360,13 +368,17 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverSupply {
         if drained {
             ctx.value(self.pending).remove(driver);
         }
+        // Read once, then kept up to date here: most released events are location updates,
+        // which only read it.
+        let mut on_trip =
+            !due.is_empty() && ctx.value(self.trip).get(driver).is_some_and(|s| s.on_trip);
         for e in due.drain(..) {
-            self.update_trip(driver, &e, ctx);
+            if let Some(now) = self.update_trip(driver, &e, ctx) {
+                on_trip = now;
+            }
             let supply = match e.event_type() {
                 EventType::DriverAvailable => true,
-                EventType::DriverLocationUpdate => {
-                    !ctx.value(self.trip).get(driver).is_some_and(|s| s.on_trip)
-                }
+                EventType::DriverLocationUpdate => !on_trip,
                 _ => false,
             };
             // Only supply needs the zone (looked up here, not for every event).
