@@ -787,7 +787,8 @@ impl JsonWriter<'_> {
     }
 
     /// A string field: copied as is when nothing needs escaping (ids and names almost
-    /// always), else escaped by `serde_json`.
+    /// always), else escaped by `serde_json`. Inlined, as [`num`](Self::num) is.
+    #[inline]
     pub(crate) fn str(&mut self, key: &str, s: &str) {
         self.raw(key);
         // Eight bytes at a time, as the scanner reads strings.
@@ -802,6 +803,8 @@ impl JsonWriter<'_> {
 
     /// A number field, as `serde_json` writes it: [`write_micros`] for the numbers devices and
     /// fares have (at most six decimals), `serde_json`'s own float formatter for the rest.
+    /// Inlined, so that the key's length is known where it is copied.
+    #[inline]
     pub(crate) fn num(&mut self, key: &str, v: f64) {
         use serde_json::ser::Formatter;
         self.raw(key);
@@ -857,29 +860,18 @@ fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
         return false;
     }
     // Sign and whole part (below 10^9), '.', six decimals; then the trailing zeros go.
-    let mut buf = [0u8; 20];
+    let mut buf = [0u8; 24];
+    let mut n = usize::from(v < 0.0);
+    buf[0] = b'-';
     let mut whole = k / 1_000_000;
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (whole % 10) as u8;
+    let width = (1..9).find(|&d| whole < 10u64.pow(d)).unwrap_or(9) as usize;
+    for at in (n..n + width).rev() {
+        buf[at] = b'0' + (whole % 10) as u8;
         whole /= 10;
-        if whole == 0 {
-            break;
-        }
     }
-    let mut n = 0;
-    if v < 0.0 {
-        buf[0] = b'-';
-        n = 1;
-    }
-    let len = digits.len() - at;
-    buf[n..n + len].copy_from_slice(&digits[at..]);
-    n += len;
+    n += width;
     buf[n] = b'.';
-    let frac = k % 1_000_000;
-    let frac = frac as i64;
+    let frac = (k % 1_000_000) as i64;
     buf[n + 1..n + 3].copy_from_slice(&two_digits(frac / 10_000));
     buf[n + 3..n + 5].copy_from_slice(&two_digits(frac / 100 % 100));
     buf[n + 5..n + 7].copy_from_slice(&two_digits(frac % 100));
@@ -888,7 +880,10 @@ fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
     while end > n + 2 && buf[end - 1] == b'0' {
         end -= 1;
     }
-    out.extend_from_slice(&buf[..end]);
+    // The whole buffer, then cut: a copy of fixed length needs no call to `memcpy`.
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + end);
     true
 }
 
