@@ -485,6 +485,11 @@ struct DriverSlot {
     current: Option<Current>,
     /// The timer registered for idle expiry, if any.
     expiry_timer: Option<Timestamp>,
+    /// The interval timer registered for the last event added to `pending` since the last
+    /// timer of this driver fired (`None` after any firing, and after a restore: then the
+    /// next event registers its timer again, which is harmless).
+    #[serde(skip)]
+    armed: Option<Timestamp>,
 }
 
 struct DriverLive {
@@ -540,18 +545,15 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverLive {
             return;
         }
         let timer = self.interval_timer(e.timestamp);
-        let pending = &mut ctx
+        let slot = ctx
             .value(self.slot)
-            .get_or_insert_with(key, DriverSlot::default)
-            .pending;
-        // Every pending event's timer is registered and has not fired (firing releases every
-        // event up to it), so an event in the interval of the last one needs no registration:
-        // most of a driver's events come in order, several per interval.
-        let armed = pending
-            .last()
-            .is_some_and(|p| self.interval_timer(p.timestamp) == timer);
-        pending.push(e);
-        if !armed {
+            .get_or_insert_with(key, DriverSlot::default);
+        slot.pending.push(e);
+        // A timer registered since the driver's last firing has not fired: an event in the
+        // same interval as the one before needs no registration (most of a driver's events
+        // come in order, several per interval).
+        if slot.armed != Some(timer) {
+            slot.armed = Some(timer);
             ctx.register_event_timer(key, timer);
         }
     }
@@ -560,6 +562,7 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverLive {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
+        slot.armed = None;
         // Every timer sits at a boundary minus one: interval ends and expiries alike.
         let boundary = timer.time.saturating_add(1);
         if slot.expiry_timer == Some(timer.time) {
