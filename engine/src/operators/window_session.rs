@@ -198,52 +198,45 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                 self.keys.get_mut(&key).expect("just inserted")
             }
         };
-        // Merge every session this element touches into one.
-        let mut merged: Option<Session<W::Acc>> = None;
-        let mut i = 0;
-        while i < entry.sessions.len() {
-            let s = &entry.sessions[i];
-            if s.start <= end && start <= s.end {
-                let s = entry.sessions.swap_remove(i);
-                merged = Some(match merged {
-                    None => s,
-                    Some(mut m) => {
-                        m.start = m.start.min(s.start);
-                        m.end = m.end.max(s.end);
-                        m.emitted |= s.emitted;
-                        self.f.merge(&mut m.acc, s.acc);
-                        m
-                    }
-                });
-            } else {
-                i += 1;
-            }
-        }
-        let mut session = match merged {
-            Some(mut m) => {
-                m.start = m.start.min(start);
-                m.end = m.end.max(end);
-                // It gets a new element: it must fire again, at once if it is behind the
-                // watermark, else when the watermark reaches its (maybe grown) end.
-                m.fired = false;
-                m
-            }
-            None => {
-                if (end - 1).saturating_add(lateness) <= wm {
-                    if entry.sessions.is_empty() {
-                        self.keys.remove(&key);
-                    }
-                    return self.late(ts, value);
+        // The sessions this element touches merge into one, which gets the element. The usual
+        // case, one (a driver's current shift), grows in place.
+        let mut touching = entry
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.start <= end && start <= s.end)
+            .map(|(i, _)| i);
+        let at = match (touching.next(), touching.next()) {
+            (Some(i), None) => i,
+            _ => match Self::merge_touching(&self.f, &mut entry.sessions, start, end) {
+                Some(m) => {
+                    entry.sessions.push(m);
+                    entry.sessions.len() - 1
                 }
-                Session {
-                    start,
-                    end,
-                    acc: self.f.create(),
-                    fired: false,
-                    emitted: false,
+                None => {
+                    if (end - 1).saturating_add(lateness) <= wm {
+                        if entry.sessions.is_empty() {
+                            self.keys.remove(&key);
+                        }
+                        return self.late(ts, value);
+                    }
+                    entry.sessions.push(Session {
+                        start,
+                        end,
+                        acc: self.f.create(),
+                        fired: false,
+                        emitted: false,
+                    });
+                    entry.sessions.len() - 1
                 }
-            }
+            },
         };
+        let session = &mut entry.sessions[at];
+        session.start = session.start.min(start);
+        session.end = session.end.max(end);
+        // It gets a new element: it must fire again, at once if it is behind the watermark,
+        // else when the watermark reaches its (maybe grown) end.
+        session.fired = false;
         self.f.add(&mut session.acc, value);
         if session.end - 1 <= wm {
             // Behind the watermark but within the lateness: fire again at once.
@@ -251,19 +244,49 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
                 &self.f,
                 &mut self.out,
                 &key,
-                &session,
+                session,
                 &session.acc,
                 session.emitted,
             );
             session.fired = true;
             session.emitted = true;
         }
-        let due = due_time(&session, lateness);
-        entry.sessions.push(session);
+        let due = due_time(session, lateness);
         if due < entry.armed {
             entry.armed = due;
             self.timers.register(&key, due);
         }
+    }
+
+    /// Takes every session of `sessions` that touches `[start, end]` out and merges them into
+    /// one; `None` if none does.
+    fn merge_touching(
+        f: &W,
+        sessions: &mut Vec<Session<W::Acc>>,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Option<Session<W::Acc>> {
+        let mut merged: Option<Session<W::Acc>> = None;
+        let mut i = 0;
+        while i < sessions.len() {
+            let s = &sessions[i];
+            if s.start <= end && start <= s.end {
+                let s = sessions.swap_remove(i);
+                merged = Some(match merged {
+                    None => s,
+                    Some(mut m) => {
+                        m.start = m.start.min(s.start);
+                        m.end = m.end.max(s.end);
+                        m.emitted |= s.emitted;
+                        f.merge(&mut m.acc, s.acc);
+                        m
+                    }
+                });
+            } else {
+                i += 1;
+            }
+        }
+        merged
     }
 
     fn late(&mut self, ts: Timestamp, value: T) {
