@@ -330,13 +330,15 @@ impl KeyedProcessFunction<Id, RideEvent> for DriverSupply {
         let pending = ctx
             .value(self.pending)
             .get_or_insert_with(driver, VecDeque::new);
-        let at = if pending.back().is_none_or(|b| order(b) <= order(&e)) {
-            pending.len()
-        } else {
-            pending.partition_point(|p| order(p) <= order(&e))
-        };
         let ts = e.timestamp;
-        pending.insert(at, e);
+        let at = if pending.back().is_none_or(|b| order(b) <= order(&e)) {
+            pending.push_back(e);
+            pending.len() - 1
+        } else {
+            let at = pending.partition_point(|p| order(p) <= order(&e));
+            pending.insert(at, e);
+            at
+        };
         // One timer per driver, at its earliest pending event (see `on_timer`); an event behind
         // the front needs none.
         if at == 0 {
