@@ -21,7 +21,8 @@ secs() { date +%s.%N; }
 rm -rf "$tmp"/{a,b,c}
 t0=$(secs); run "$half" 1 a; t1=$(secs)
 rm -rf "$tmp"/a
-t2=$(secs); run "$half" 1 a & run "$half" 1 b & wait; t3=$(secs)
+# Each waited for by its pid, so that a failed run stops the script (a bare `wait` returns 0).
+t2=$(secs); run "$half" 1 a & pa=$!; run "$half" 1 b & pb=$!; wait "$pa"; wait "$pb"; t3=$(secs)
 rm -rf "$tmp"/{a,b}
 t4=$(secs); run "$n" 2 c; t5=$(secs)
 rm -rf "$tmp"

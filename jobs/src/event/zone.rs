@@ -14,8 +14,9 @@
 //! in a plane tangent at the center (degrees of latitude, and of longitude scaled by the cosine
 //! of the center's latitude). That plane's error grows with a cell's size (about 1e-4 relative
 //! at resolution 7 in mid latitudes, some percent at resolutions 1 and 2), so the margin does:
-//! 1% from resolution 6 on, 5% below (1% is wrong at resolutions 1 and 2, which a test shows). Cells near the poles or the antimeridian, where that plane
-//! is a poor fit, get no region; a polygon that is not convex in that plane gets the disc only.
+//! 1% from resolution 6 on, 5% below (1% is wrong at resolutions 1 and 2, which a test shows).
+//! Cells near the poles or the antimeridian, where that plane is a poor fit, get no region; a
+//! polygon that is not convex in that plane gets the disc only.
 //! (A point inside a convex polygon and farther than the margin from each edge's line is
 //! farther than the margin from its boundary.) At resolution 7 the region covers about 98% of
 //! a cell (90% with a 5% margin; the disc alone, 82%).
@@ -276,8 +277,8 @@ mod tests {
         }
     }
 
-    /// Points just inside and just outside the edges of many cells, in several latitudes,
-    /// visited after a point near each center has primed the cache with that cell.
+    /// Points inside and outside the edges of many cells, at every resolution and in several
+    /// latitudes, visited after a point near each center has primed the cache with that cell.
     #[test]
     fn cached_zones_equal_derived_cells_at_cell_edges() {
         let mut rng = Lcg(11);
@@ -304,7 +305,8 @@ mod tests {
                         a.lat() + t * (b.lat() - a.lat()),
                         a.lng() + t * (b.lng() - a.lng()),
                     );
-                    // From 1% of the way in to 1e-9 degrees either side of the edge.
+                    // From 10% of the way in, through 1e-9 degrees either side of the edge,
+                    // to 5% out.
                     for f in [
                         0.9,
                         0.93,
