@@ -17,6 +17,9 @@ use sluice_engine::{BoxError, Record, Timestamp};
 use crate::txn_files::{at_path, encode_txn, run_token, TxnDir, TxnFile};
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// A run of encoded lines is written out once it is this long.
+const RUN_BYTES: usize = 1 << 20;
 const WRITE_BUFFER: usize = 64 * 1024;
 /// The partition of records without an event timestamp.
 pub const NO_TIMESTAMP_DIR: &str = "no-timestamp";
@@ -165,7 +168,7 @@ impl<T: 'static, E: LineEncoder<T>> Sink<T> for PartitionedJsonLinesSink<T, E> {
             encoder: self.encoder.clone(),
             dir: self.dir.clone(),
             files,
-            line: Vec::new(),
+            buf: Vec::new(),
             cached: None,
         }))
     }
@@ -200,13 +203,15 @@ struct PartitionedWriter<E> {
     encoder: Arc<E>,
     dir: PathBuf,
     files: Files,
-    line: Vec<u8>,
+    /// Encoded lines waiting to be written (one run of an hour).
+    buf: Vec<u8>,
     /// The hour of the last record (most records of a batch share it).
     cached: Option<Timestamp>,
 }
 
 impl<E> PartitionedWriter<E> {
-    fn write_line(&mut self, hour: Timestamp) -> Result<(), BoxError> {
+    /// Appends `self.buf` (whole lines) to the file of `hour`.
+    fn write_buf(&mut self, hour: Timestamp) -> Result<(), BoxError> {
         let rel = || hour_partition(hour);
         match &mut self.files {
             Files::Plain {
@@ -231,7 +236,7 @@ impl<E> PartitionedWriter<E> {
                         v.insert(BufWriter::with_capacity(WRITE_BUFFER, file))
                     }
                 };
-                out.write_all(&self.line)
+                out.write_all(&self.buf)
                     .map_err(|e| at_path(e, "cannot write under", &self.dir))?;
             }
             Files::Txn {
@@ -245,7 +250,7 @@ impl<E> PartitionedWriter<E> {
                         v.insert(TxnFile::create(&self.dir, &rel(), base)?)
                     }
                 };
-                file.write_all(&self.line)?;
+                file.write_all(&self.buf)?;
             }
         }
         Ok(())
@@ -253,7 +258,12 @@ impl<E> PartitionedWriter<E> {
 }
 
 impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
+    /// Encodes each run of records of one hour into one buffer, written to the hour's file
+    /// at once (or every [`RUN_BYTES`]): one file lookup and one copy per run (most of a batch
+    /// is one run), not per line.
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        self.buf.clear();
+        let mut run = None;
         for record in batch.drain(..) {
             let hour = match self.cached {
                 Some(h)
@@ -265,14 +275,25 @@ impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
                 _ => hour_of(record.timestamp),
             };
             self.cached = Some(hour);
-            self.line.clear();
+            if let Some(r) = run.filter(|&r| r != hour) {
+                self.write_buf(r)?;
+                self.buf.clear();
+            }
+            run = Some(hour);
             self.encoder
-                .encode(&record.value, &mut self.line)
+                .encode(&record.value, &mut self.buf)
                 .map_err(|e| format!("{e} (for {})", self.dir.display()))?;
-            self.line.push(b'\n');
-            self.write_line(hour)?;
+            self.buf.push(b'\n');
+            // Long lines: memory stays bounded, whatever the batch.
+            if self.buf.len() >= RUN_BYTES {
+                self.write_buf(hour)?;
+                self.buf.clear();
+            }
         }
-        Ok(())
+        match run {
+            Some(hour) => self.write_buf(hour),
+            None => Ok(()),
+        }
     }
 
     fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
@@ -408,6 +429,44 @@ mod tests {
                 ("year=2026/month=01/day=05/hour=09".into(), "2".into()),
             ]
         );
+    }
+
+    /// A batch is written in runs of one hour: runs that switch back and forth, and a run
+    /// longer than `RUN_BYTES`, each line in its hour's file.
+    #[test]
+    fn runs_of_hours_in_a_batch_go_to_their_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = PartitionedJsonLinesSink::<String>::new(dir.path());
+        let mut w = sink.open(&SinkContext::new(0, 1)).unwrap();
+        let long = |i: usize| format!("{i}{}", "x".repeat(RUN_BYTES / 3));
+        let mut batch: Vec<Record<String>> = [H8, H8 + 1, H8 + HOUR_MS, H8 + 2, NO_TIMESTAMP]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Record::new(t, format!("short{i}")))
+            .collect();
+        batch.extend((0..7).map(|i| Record::new(H8 + HOUR_MS + 5, long(i))));
+        batch.push(Record::new(H8 + 3, "last".to_string()));
+        w.write(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        w.finish().unwrap();
+        let (h8, h9) = (
+            "year=2026/month=01/day=05/hour=08",
+            "year=2026/month=01/day=05/hour=09",
+        );
+        let mut want: Vec<(String, String)> = [
+            ("no-timestamp", "\"short4\"".to_string()),
+            (h8, "\"short0\"".into()),
+            (h8, "\"short1\"".into()),
+            (h8, "\"short3\"".into()),
+            (h8, "\"last\"".into()),
+            (h9, "\"short2\"".into()),
+        ]
+        .into_iter()
+        .map(|(d, l)| (d.to_string(), l))
+        .chain((0..7).map(|i| (h9.to_string(), format!("\"{}\"", long(i)))))
+        .collect();
+        want.sort();
+        assert_eq!(lines_under(dir.path()), want);
     }
 
     #[test]
