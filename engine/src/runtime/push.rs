@@ -62,7 +62,10 @@ pub(crate) fn join_outputs<T: Clone + 'static>(outputs: Vec<AnyPush>) -> BoxPush
     match typed.len() {
         0 => Box::new(Discard),
         1 => typed.pop().expect("one element"),
-        _ => Box::new(Tee { outs: typed }),
+        _ => Box::new(Tee {
+            outs: typed,
+            copy: Vec::new(),
+        }),
     }
 }
 
@@ -91,12 +94,15 @@ impl<T> Push<T> for Discard {
 /// Fan-out: a stream consumed by several operators. Every consumer but the last gets a clone.
 pub(crate) struct Tee<T> {
     outs: Vec<BoxPush<T>>,
+    /// The clones for one consumer, emptied by it: kept from batch to batch, so that they are
+    /// written to memory still in cache rather than to a fresh allocation each time.
+    copy: Vec<Record<T>>,
 }
 
 impl<T: Clone> Push<T> for Tee<T> {
     fn push(&mut self, batch: &mut Vec<Record<T>>) -> OpResult {
         let (last, rest) = self.outs.split_last_mut().expect("tee has outputs");
-        let mut copy = Vec::with_capacity(batch.len());
+        let copy = &mut self.copy;
         for out in rest {
             // Clone only what the consumer keeps: most fan-outs feed filters.
             match out.predicate() {
@@ -107,7 +113,7 @@ impl<T: Clone> Push<T> for Tee<T> {
                 }
             }
             if !copy.is_empty() {
-                out.push(&mut copy)?;
+                out.push(copy)?;
                 copy.clear();
             }
         }
