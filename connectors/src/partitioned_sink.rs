@@ -210,8 +210,11 @@ struct PartitionedWriter<E> {
 }
 
 impl<E> PartitionedWriter<E> {
-    /// Appends `self.buf` (whole lines) to the file of `hour`.
+    /// Appends `self.buf` (whole lines) to the file of `hour`, and empties it.
     fn write_buf(&mut self, hour: Timestamp) -> Result<(), BoxError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let rel = || hour_partition(hour);
         match &mut self.files {
             Files::Plain {
@@ -253,6 +256,7 @@ impl<E> PartitionedWriter<E> {
                 file.write_all(&self.buf)?;
             }
         }
+        self.buf.clear();
         Ok(())
     }
 }
@@ -262,6 +266,7 @@ impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
     /// at once (or every [`RUN_BYTES`]): one file lookup and one copy per run (most of a batch
     /// is one run), not per line.
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        // Lines a batch that failed midway left behind are not written.
         self.buf.clear();
         let mut run = None;
         for record in batch.drain(..) {
@@ -277,7 +282,6 @@ impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
             self.cached = Some(hour);
             if let Some(r) = run.filter(|&r| r != hour) {
                 self.write_buf(r)?;
-                self.buf.clear();
             }
             run = Some(hour);
             self.encoder
@@ -287,13 +291,9 @@ impl<T, E: LineEncoder<T>> SinkWriter<T> for PartitionedWriter<E> {
             // Long lines: memory stays bounded, whatever the batch.
             if self.buf.len() >= RUN_BYTES {
                 self.write_buf(hour)?;
-                self.buf.clear();
             }
         }
-        match run {
-            Some(hour) => self.write_buf(hour),
-            None => Ok(()),
-        }
+        run.map_or(Ok(()), |hour| self.write_buf(hour))
     }
 
     fn watermark(&mut self, wm: Timestamp) -> Result<(), BoxError> {
