@@ -208,28 +208,27 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
             .map(|(i, _)| i);
         let at = match (touching.next(), touching.next()) {
             (Some(i), None) => i,
-            _ => match Self::merge_touching(&self.f, &mut entry.sessions, start, end) {
-                Some(m) => {
-                    entry.sessions.push(m);
-                    entry.sessions.len() - 1
-                }
-                None => {
-                    if (end - 1).saturating_add(lateness) <= wm {
-                        if entry.sessions.is_empty() {
-                            self.keys.remove(&key);
-                        }
-                        return self.late(ts, value);
+            (Some(first), Some(_)) => {
+                let m = Self::merge_touching(&self.f, &mut entry.sessions, first, start, end);
+                entry.sessions.push(m);
+                entry.sessions.len() - 1
+            }
+            (None, _) => {
+                if (end - 1).saturating_add(lateness) <= wm {
+                    if entry.sessions.is_empty() {
+                        self.keys.remove(&key);
                     }
-                    entry.sessions.push(Session {
-                        start,
-                        end,
-                        acc: self.f.create(),
-                        fired: false,
-                        emitted: false,
-                    });
-                    entry.sessions.len() - 1
+                    return self.late(ts, value);
                 }
-            },
+                entry.sessions.push(Session {
+                    start,
+                    end,
+                    acc: self.f.create(),
+                    fired: false,
+                    emitted: false,
+                });
+                entry.sessions.len() - 1
+            }
         };
         let session = &mut entry.sessions[at];
         session.start = session.start.min(start);
@@ -259,29 +258,25 @@ impl<K: Key, T: 'static, W: WindowFn<K, T>> SessionWindowOp<K, T, W> {
     }
 
     /// Takes every session of `sessions` that touches `[start, end]` out and merges them into
-    /// one; `None` if none does.
+    /// one. `first` is the first that touches: none before it does.
     fn merge_touching(
         f: &W,
         sessions: &mut Vec<Session<W::Acc>>,
+        first: usize,
         start: Timestamp,
         end: Timestamp,
-    ) -> Option<Session<W::Acc>> {
-        let mut merged: Option<Session<W::Acc>> = None;
-        let mut i = 0;
+    ) -> Session<W::Acc> {
+        let mut merged = sessions.swap_remove(first);
+        // `first` now holds what was the last session: look at it too.
+        let mut i = first;
         while i < sessions.len() {
             let s = &sessions[i];
             if s.start <= end && start <= s.end {
                 let s = sessions.swap_remove(i);
-                merged = Some(match merged {
-                    None => s,
-                    Some(mut m) => {
-                        m.start = m.start.min(s.start);
-                        m.end = m.end.max(s.end);
-                        m.emitted |= s.emitted;
-                        f.merge(&mut m.acc, s.acc);
-                        m
-                    }
-                });
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                merged.emitted |= s.emitted;
+                f.merge(&mut merged.acc, s.acc);
             } else {
                 i += 1;
             }
