@@ -10,6 +10,10 @@
 //! which decides (and words the dead letter) exactly as it always has: the scanner only ever
 //! accepts lines that `serde_json` accepts too, with the same result.
 //!
+//! Keys are expected in the usual order (events.md's, which the generator writes and most
+//! producers keep): the key expected next is compared in place, written `"key":`, and only a
+//! line that differs there is scanned key by key. Either way the same bytes are accepted.
+//!
 //! Numbers of up to 15 digits without an exponent are exact by Clinger's fast path, the others
 //! go to [`str::parse::<f64>`]; both round correctly, as `serde_json` does with its
 //! `float_roundtrip` feature (which the workspace turns on), so the two paths agree.
@@ -28,6 +32,9 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
         line,
     };
     let mut seen = 0u32;
+    // The field expected next (see `Field::usual_next`): when the line has it there, written
+    // `"key":`, its key is taken without scanning it as a string and looking it up.
+    let mut expected = Some(Field::EventId);
     s.ws();
     s.eat(b'{')?;
     s.ws();
@@ -35,11 +42,20 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
         s.i += 1;
     } else {
         loop {
-            let key = s.string()?;
+            let field = match expected.filter(|f| KEYS[*f as usize].starts(&s.b[s.i..])) {
+                Some(f) => {
+                    s.i += KEYS[f as usize].key.len();
+                    Some(f)
+                }
+                None => {
+                    let key = s.string()?;
+                    s.ws();
+                    s.eat(b':')?;
+                    Field::of(key)
+                }
+            };
             s.ws();
-            s.eat(b':')?;
-            s.ws();
-            match Field::of(key) {
+            match field {
                 Some(f) => {
                     let bit = 1u32 << f as u32;
                     if seen & bit != 0 {
@@ -47,6 +63,7 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
                     }
                     seen |= bit;
                     s.field(w, f)?;
+                    expected = f.usual_next();
                 }
                 None => s.skip_scalar()?,
             }
@@ -61,6 +78,54 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
     s.ws();
     (s.i == s.b.len()).then_some(())
 }
+
+/// A field's key as [`Field::wire_key`] writes it. Keys of up to 16 bytes (the common
+/// fields') are kept as two words and a mask of the bytes that count, and recognised with two
+/// loads and compares instead of a call to `memcmp`.
+struct WireKey {
+    key: &'static [u8],
+    words: [u64; 2],
+    mask: [u64; 2],
+}
+
+impl WireKey {
+    const fn new(key: &'static [u8]) -> Self {
+        let (mut words, mut mask) = ([0u64; 2], [0u64; 2]);
+        let mut i = 0;
+        while i < key.len() && i < 16 {
+            words[i / 8] |= (key[i] as u64) << (8 * (i % 8));
+            mask[i / 8] |= 0xff << (8 * (i % 8));
+            i += 1;
+        }
+        Self { key, words, mask }
+    }
+
+    /// Whether `b` starts with the key.
+    #[inline]
+    fn starts(&self, b: &[u8]) -> bool {
+        match b.first_chunk::<16>() {
+            Some(w) if self.key.len() <= 16 => {
+                let (lo, hi) = w.split_at(8);
+                let word = |half: &[u8]| u64::from_le_bytes(half.try_into().expect("8 bytes"));
+                ((word(lo) ^ self.words[0]) & self.mask[0])
+                    | ((word(hi) ^ self.words[1]) & self.mask[1])
+                    == 0
+            }
+            _ => b.starts_with(self.key),
+        }
+    }
+}
+
+/// Every field's [`WireKey`], by its number.
+static KEYS: [WireKey; 23] = {
+    let mut keys = [const { WireKey::new(b"") }; 23];
+    let mut f = 0;
+    while f < 23 {
+        keys[f] = WireKey::new(Field::ALL[f].wire_key());
+        f += 1;
+    }
+    keys
+};
 
 /// The fields of [`Wire`].
 #[derive(Clone, Copy)]
@@ -91,6 +156,94 @@ enum Field {
 }
 
 impl Field {
+    /// Every field, in order (`Field::ALL[f as usize] == f`).
+    const ALL: [Field; 23] = [
+        Field::EventId,
+        Field::EventType,
+        Field::Timestamp,
+        Field::GeoZone,
+        Field::RiderId,
+        Field::DriverId,
+        Field::TripId,
+        Field::Reason,
+        Field::PickupLat,
+        Field::PickupLon,
+        Field::DropoffLat,
+        Field::DropoffLon,
+        Field::Latitude,
+        Field::Longitude,
+        Field::StartLat,
+        Field::StartLon,
+        Field::EndLat,
+        Field::EndLon,
+        Field::EstimatedDuration,
+        Field::EstimatedFare,
+        Field::ActualFare,
+        Field::ActualDuration,
+        Field::Rating,
+    ];
+
+    /// The key as it is written when nothing surrounds it: quoted, with its colon.
+    const fn wire_key(self) -> &'static [u8] {
+        match self {
+            Field::EventId => b"\"event_id\":",
+            Field::EventType => b"\"event_type\":",
+            Field::Timestamp => b"\"timestamp\":",
+            Field::GeoZone => b"\"geo_zone\":",
+            Field::RiderId => b"\"rider_id\":",
+            Field::DriverId => b"\"driver_id\":",
+            Field::TripId => b"\"trip_id\":",
+            Field::Reason => b"\"reason\":",
+            Field::PickupLat => b"\"pickup_lat\":",
+            Field::PickupLon => b"\"pickup_lon\":",
+            Field::DropoffLat => b"\"dropoff_lat\":",
+            Field::DropoffLon => b"\"dropoff_lon\":",
+            Field::Latitude => b"\"latitude\":",
+            Field::Longitude => b"\"longitude\":",
+            Field::StartLat => b"\"start_lat\":",
+            Field::StartLon => b"\"start_lon\":",
+            Field::EndLat => b"\"end_lat\":",
+            Field::EndLon => b"\"end_lon\":",
+            Field::EstimatedDuration => b"\"estimated_duration\":",
+            Field::EstimatedFare => b"\"estimated_fare\":",
+            Field::ActualFare => b"\"actual_fare\":",
+            Field::ActualDuration => b"\"actual_duration\":",
+            Field::Rating => b"\"rating\":",
+        }
+    }
+
+    /// The field that most often follows this one, in the order of events.md's examples
+    /// (which the generator writes): a guess, checked by [`scan`] before it is used, so a
+    /// line in any other order is read the same, only without the shortcut.
+    fn usual_next(self) -> Option<Field> {
+        Some(match self {
+            Field::EventId => Field::EventType,
+            Field::EventType => Field::Timestamp,
+            // Most events are a driver's location update.
+            Field::Timestamp => Field::DriverId,
+            Field::DriverId => Field::Latitude,
+            Field::Latitude => Field::Longitude,
+            Field::RiderId => Field::PickupLat,
+            Field::PickupLat => Field::PickupLon,
+            Field::PickupLon => Field::DropoffLat,
+            Field::DropoffLat => Field::DropoffLon,
+            Field::TripId => Field::EndLat,
+            Field::StartLat => Field::StartLon,
+            Field::StartLon => Field::EstimatedDuration,
+            Field::EstimatedDuration => Field::EstimatedFare,
+            Field::EndLat => Field::EndLon,
+            Field::EndLon => Field::ActualFare,
+            Field::ActualFare => Field::ActualDuration,
+            Field::ActualDuration => Field::Rating,
+            Field::Longitude
+            | Field::DropoffLon
+            | Field::EstimatedFare
+            | Field::Rating
+            | Field::GeoZone
+            | Field::Reason => return None,
+        })
+    }
+
     fn of(key: &str) -> Option<Field> {
         Some(match key {
             "event_id" => Field::EventId,
@@ -369,6 +522,76 @@ mod tests {
                 assert!(fast(line).is_some(), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn every_field_has_its_own_key_on_the_wire() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+            let wire = f.wire_key();
+            let name = std::str::from_utf8(&wire[1..wire.len() - 2]).unwrap();
+            assert_eq!(wire, format!("\"{name}\":").as_bytes());
+            assert!(
+                matches!(Field::of(name), Some(g) if g as usize == i),
+                "{name}"
+            );
+            // Recognised at the start of a line long enough for the word compare, or not.
+            let line = format!("{}1234567890123456", std::str::from_utf8(wire).unwrap());
+            for end in wire.len()..line.len() {
+                assert!(KEYS[i].starts(&line.as_bytes()[..end]), "{name} {end}");
+            }
+        }
+        for (line, key) in [
+            (&br#""event_idx":1, "x": 12345678"#[..], Field::EventId),
+            (br#""event_id" :1, "x": 12345678"#, Field::EventId),
+            (br#""event_i"#, Field::EventId),
+            (br#""longitude_2":1.0, "x": 12345678"#, Field::Longitude),
+            (
+                br#""estimated_durations":1.0, "x": 12345678"#,
+                Field::EstimatedDuration,
+            ),
+            (br#""Timestamp":"2026-01-05T07:00:00Z""#, Field::Timestamp),
+        ] {
+            assert!(
+                !KEYS[key as usize].starts(line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn fields_in_any_order_or_spacing_read_as_serde_json_reads_them() {
+        let fields = [
+            r#""event_id":"s0-e1""#,
+            r#""event_type":"DRIVER_LOCATION_UPDATE""#,
+            r#""timestamp":"2026-01-05T07:00:00.264Z""#,
+            r#""driver_id":"s0-d146""#,
+            r#""latitude":40.747601"#,
+            r#""longitude":-73.978037"#,
+            r#""trip_id":"t1""#,
+            r#""event_id_2":"x""#,
+        ];
+        // The usual order, reversed, rotated, with spaces, and with a field given twice.
+        let mut orders: Vec<Vec<&str>> =
+            vec![fields.to_vec(), fields.iter().rev().copied().collect()];
+        for k in 1..fields.len() {
+            let mut v = fields.to_vec();
+            v.rotate_left(k);
+            orders.push(v);
+        }
+        for order in &orders {
+            for sep in [",", " , "] {
+                let line = format!("{{{}}}", order.join(sep));
+                assert_eq!(fast(&line), slow(&line), "{line}");
+                assert!(fast(&line).is_some(), "{line}");
+                let spaced = line.replace("\":", "\" : ");
+                assert_eq!(fast(&spaced), slow(&spaced), "{spaced}");
+            }
+        }
+        let twice = format!("{{{},{}}}", fields[..3].join(","), fields[0]);
+        assert_eq!(fast(&twice), None, "{twice}");
+        assert!(serde_json::from_str::<Wire<'_>>(&twice).is_err());
     }
 
     #[test]
