@@ -4,11 +4,53 @@
 //! and time, a fraction of 1 to 9 digits (truncated to milliseconds), and no offset meaning UTC
 //! (the reference's Spark format). Written: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 
+use std::cell::Cell;
+
 use sluice_connectors::civil_from_days;
 
 /// Parses a timestamp to milliseconds since the Unix epoch, or `None` if it is not valid.
+///
+/// Consecutive events mostly fall in the same minute: each thread remembers the last valid
+/// timestamp's first 16 bytes (`YYYY-MM-DDTHH:MM`) and the seconds they stand for, and a
+/// timestamp that starts with the same bytes only has its seconds, fraction and offset read.
+/// Those 16 bytes decide alone whether the date and the hour and minute are valid, so the
+/// answer is the same as a full parse's (the test `the_minute_cache_changes_no_answer`).
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    thread_local! {
+        static LAST_MINUTE: Cell<([u8; 16], i64)> = const { Cell::new(([0; 16], 0)) };
+    }
     let b = s.as_bytes();
+    let head: &[u8; 16] = b.first_chunk()?;
+    let (last, minute_secs) = LAST_MINUTE.with(Cell::get);
+    if *head == last {
+        return parse_after_minute(b, minute_secs);
+    }
+    let (minute_secs, ms) = parse_full(b)?;
+    LAST_MINUTE.with(|c| c.set((*head, minute_secs)));
+    Some(ms)
+}
+
+/// The rest of a timestamp whose first 16 bytes (valid) stand for `minute_secs`.
+fn parse_after_minute(b: &[u8], minute_secs: i64) -> Option<i64> {
+    if b.len() < 19 || b[16] != b':' {
+        return None;
+    }
+    let second = two_digit_value(b[17], b[18])?;
+    if second > 60 {
+        return None;
+    }
+    let (millis, offset_minutes) = parse_fraction_and_offset(b)?;
+    Some((minute_secs + second.min(59) - offset_minutes * 60) * 1_000 + millis)
+}
+
+fn two_digit_value(a: u8, b: u8) -> Option<i64> {
+    (a.is_ascii_digit() && b.is_ascii_digit())
+        .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+}
+
+/// A full parse: the seconds the first 16 bytes stand for (date, hour and minute, before the
+/// offset), and the timestamp in milliseconds.
+fn parse_full(b: &[u8]) -> Option<(i64, i64)> {
     if b.len() < 19 {
         return None;
     }
@@ -41,6 +83,15 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     {
         return None;
     }
+    let (millis, offset_minutes) = parse_fraction_and_offset(b)?;
+    let minute_secs = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60;
+    let secs = minute_secs + second.min(59) - offset_minutes * 60;
+    Some((minute_secs, secs * 1_000 + millis))
+}
+
+/// What follows the seconds (from byte 19): the milliseconds of an optional fraction, and the
+/// offset in minutes (`Z`, `+HH:MM`, `-HH:MM` or nothing).
+fn parse_fraction_and_offset(b: &[u8]) -> Option<(i64, i64)> {
     let mut i = 19;
     let mut millis = 0i64;
     if b.get(i) == Some(&b'.') {
@@ -64,7 +115,10 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         None => 0,
         Some(b'Z' | b'z') if i + 1 == b.len() => 0,
         Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            let (h, m) = (
+                two_digit_value(b[i + 1], b[i + 2])?,
+                two_digit_value(b[i + 4], b[i + 5])?,
+            );
             if h > 23 || m > 59 {
                 return None;
             }
@@ -77,9 +131,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) - offset_minutes * 60;
-    Some(secs * 1_000 + millis)
+    Some((millis, offset_minutes))
 }
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -218,6 +270,62 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_minute_cache_changes_no_answer() {
+        let suffixes = [
+            ":00Z",
+            ":07.5Z",
+            ":59.999Z",
+            ":60Z",
+            ":61Z",
+            ":0aZ",
+            ":00.Z",
+            ":00.1234567891Z",
+            ":00.123456789Z",
+            ":00+01:30",
+            ":00-23:59",
+            ":00+24:00",
+            ":00+01:60",
+            ":00+1:00",
+            ":00",
+            "",
+            ":00Zx",
+            "x00Z",
+            ":00z",
+            ":00.999999",
+            ":00 Z",
+        ];
+        for head in [
+            "2026-01-05T07:00",
+            "2026-01-05 23:59",
+            "2024-02-29T00:00",
+            "2026-02-29T07:00",
+            "2026-01-05T24:00",
+            "2026-01-05T07:60",
+            "2026-13-05T07:00",
+            "2026/01/05T07:00",
+            "1969-12-31T23:59",
+        ] {
+            for warm in [true, false] {
+                for suffix in suffixes {
+                    if warm {
+                        // Whatever the cache holds for this head, if it is valid.
+                        parse_rfc3339_ms(&format!("{head}:00Z"));
+                    } else {
+                        parse_rfc3339_ms("2000-01-01T00:00:00Z").expect("valid");
+                    }
+                    let s = format!("{head}{suffix}");
+                    let full = parse_full(s.as_bytes()).map(|(_, ms)| ms);
+                    assert_eq!(parse_rfc3339_ms(&s), full, "{s} (warm: {warm})");
+                }
+            }
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2026-01-05T07:00:59.999Z").unwrap() + 1,
+            parse_rfc3339_ms("2026-01-05T07:01:00Z").unwrap()
+        );
+    }
 
     #[test]
     fn parses_the_formats_events_md_allows() {
