@@ -663,7 +663,8 @@ mod tests {
             fields in proptest::collection::vec(
                 (
                     proptest::sample::select(vec![
-                        "event_id", "timestamp", "rating", "latitude", "geo_zone", "x", "é",
+                        "event_id", "event_type", "timestamp", "driver_id", "latitude",
+                        "longitude", "rating", "geo_zone", "x", "é", "event_id_x",
                     ]),
                     proptest::prop_oneof![
                         "[ -~é\\\\\"\u{1}]{0,6}".prop_map(|s| format!("\"{s}\"")),
