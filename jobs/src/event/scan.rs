@@ -117,101 +117,74 @@ impl WireKey {
 }
 
 /// Every field's [`WireKey`], by its number.
-static KEYS: [WireKey; 23] = {
-    let mut keys = [const { WireKey::new(b"") }; 23];
+static KEYS: [WireKey; Field::ALL.len()] = {
+    let mut keys = [const { WireKey::new(b"") }; Field::ALL.len()];
     let mut f = 0;
-    while f < 23 {
+    while f < keys.len() {
         keys[f] = WireKey::new(Field::ALL[f].wire_key());
         f += 1;
     }
     keys
 };
 
-/// The fields of [`Wire`].
-#[derive(Clone, Copy)]
-enum Field {
-    EventId,
-    EventType,
-    Timestamp,
-    GeoZone,
-    RiderId,
-    DriverId,
-    TripId,
-    Reason,
-    PickupLat,
-    PickupLon,
-    DropoffLat,
-    DropoffLon,
-    Latitude,
-    Longitude,
-    StartLat,
-    StartLon,
-    EndLat,
-    EndLon,
-    EstimatedDuration,
-    EstimatedFare,
-    ActualFare,
-    ActualDuration,
-    Rating,
+/// Defines [`Field`] from one list of variants and their keys: the enum, [`Field::ALL`],
+/// [`Field::of`] (a key's field) and [`Field::wire_key`] (the key written `"key":`).
+macro_rules! fields {
+    ($($field:ident = $key:literal,)*) => {
+        /// The fields of [`Wire`].
+        #[derive(Clone, Copy)]
+        enum Field {
+            $($field,)*
+        }
+
+        impl Field {
+            /// Every field, in order (`Field::ALL[f as usize] == f`).
+            const ALL: &[Field] = &[$(Field::$field,)*];
+
+            fn of(key: &str) -> Option<Field> {
+                Some(match key {
+                    $($key => Field::$field,)*
+                    _ => return None,
+                })
+            }
+
+            /// The key as it is written when nothing surrounds it: quoted, with its colon.
+            const fn wire_key(self) -> &'static [u8] {
+                match self {
+                    $(Field::$field => concat!("\"", $key, "\":").as_bytes(),)*
+                }
+            }
+        }
+    };
+}
+
+fields! {
+    EventId = "event_id",
+    EventType = "event_type",
+    Timestamp = "timestamp",
+    GeoZone = "geo_zone",
+    RiderId = "rider_id",
+    DriverId = "driver_id",
+    TripId = "trip_id",
+    Reason = "reason",
+    PickupLat = "pickup_lat",
+    PickupLon = "pickup_lon",
+    DropoffLat = "dropoff_lat",
+    DropoffLon = "dropoff_lon",
+    Latitude = "latitude",
+    Longitude = "longitude",
+    StartLat = "start_lat",
+    StartLon = "start_lon",
+    EndLat = "end_lat",
+    EndLon = "end_lon",
+    EstimatedDuration = "estimated_duration",
+    EstimatedFare = "estimated_fare",
+    ActualFare = "actual_fare",
+    ActualDuration = "actual_duration",
+    Rating = "rating",
 }
 
 impl Field {
-    /// Every field, in order (`Field::ALL[f as usize] == f`).
-    const ALL: [Field; 23] = [
-        Field::EventId,
-        Field::EventType,
-        Field::Timestamp,
-        Field::GeoZone,
-        Field::RiderId,
-        Field::DriverId,
-        Field::TripId,
-        Field::Reason,
-        Field::PickupLat,
-        Field::PickupLon,
-        Field::DropoffLat,
-        Field::DropoffLon,
-        Field::Latitude,
-        Field::Longitude,
-        Field::StartLat,
-        Field::StartLon,
-        Field::EndLat,
-        Field::EndLon,
-        Field::EstimatedDuration,
-        Field::EstimatedFare,
-        Field::ActualFare,
-        Field::ActualDuration,
-        Field::Rating,
-    ];
-
-    /// The key as it is written when nothing surrounds it: quoted, with its colon.
-    const fn wire_key(self) -> &'static [u8] {
-        match self {
-            Field::EventId => b"\"event_id\":",
-            Field::EventType => b"\"event_type\":",
-            Field::Timestamp => b"\"timestamp\":",
-            Field::GeoZone => b"\"geo_zone\":",
-            Field::RiderId => b"\"rider_id\":",
-            Field::DriverId => b"\"driver_id\":",
-            Field::TripId => b"\"trip_id\":",
-            Field::Reason => b"\"reason\":",
-            Field::PickupLat => b"\"pickup_lat\":",
-            Field::PickupLon => b"\"pickup_lon\":",
-            Field::DropoffLat => b"\"dropoff_lat\":",
-            Field::DropoffLon => b"\"dropoff_lon\":",
-            Field::Latitude => b"\"latitude\":",
-            Field::Longitude => b"\"longitude\":",
-            Field::StartLat => b"\"start_lat\":",
-            Field::StartLon => b"\"start_lon\":",
-            Field::EndLat => b"\"end_lat\":",
-            Field::EndLon => b"\"end_lon\":",
-            Field::EstimatedDuration => b"\"estimated_duration\":",
-            Field::EstimatedFare => b"\"estimated_fare\":",
-            Field::ActualFare => b"\"actual_fare\":",
-            Field::ActualDuration => b"\"actual_duration\":",
-            Field::Rating => b"\"rating\":",
-        }
-    }
-
     /// The field that most often follows this one, in the order of events.md's examples
     /// (which the generator writes): a guess, checked by [`scan`] before it is used, so a
     /// line in any other order is read the same, only without the shortcut.
@@ -241,35 +214,6 @@ impl Field {
             | Field::Rating
             | Field::GeoZone
             | Field::Reason => return None,
-        })
-    }
-
-    fn of(key: &str) -> Option<Field> {
-        Some(match key {
-            "event_id" => Field::EventId,
-            "event_type" => Field::EventType,
-            "timestamp" => Field::Timestamp,
-            "geo_zone" => Field::GeoZone,
-            "rider_id" => Field::RiderId,
-            "driver_id" => Field::DriverId,
-            "trip_id" => Field::TripId,
-            "reason" => Field::Reason,
-            "pickup_lat" => Field::PickupLat,
-            "pickup_lon" => Field::PickupLon,
-            "dropoff_lat" => Field::DropoffLat,
-            "dropoff_lon" => Field::DropoffLon,
-            "latitude" => Field::Latitude,
-            "longitude" => Field::Longitude,
-            "start_lat" => Field::StartLat,
-            "start_lon" => Field::StartLon,
-            "end_lat" => Field::EndLat,
-            "end_lon" => Field::EndLon,
-            "estimated_duration" => Field::EstimatedDuration,
-            "estimated_fare" => Field::EstimatedFare,
-            "actual_fare" => Field::ActualFare,
-            "actual_duration" => Field::ActualDuration,
-            "rating" => Field::Rating,
-            _ => return None,
         })
     }
 }
