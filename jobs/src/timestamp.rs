@@ -35,7 +35,7 @@ fn parse_after_minute(b: &[u8], minute_secs: i64) -> Option<i64> {
     if b.len() < 19 || b[16] != b':' {
         return None;
     }
-    let second = two_digit_value(b[17], b[18])?;
+    let second = decimal(b, 17, 2)?;
     if second > 60 {
         return None;
     }
@@ -43,9 +43,16 @@ fn parse_after_minute(b: &[u8], minute_secs: i64) -> Option<i64> {
     Some((minute_secs + second.min(59) - offset_minutes * 60) * 1_000 + millis)
 }
 
-fn two_digit_value(a: u8, b: u8) -> Option<i64> {
-    (a.is_ascii_digit() && b.is_ascii_digit())
-        .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+/// The `len` decimal digits of `b` from `from` on, if they are all there and all digits.
+fn decimal(b: &[u8], from: usize, len: usize) -> Option<i64> {
+    let mut v = 0i64;
+    for &c in b.get(from..from + len)? {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
 }
 
 /// A full parse: the seconds the first 16 bytes stand for (date, hour and minute, before the
@@ -54,16 +61,6 @@ fn parse_full(b: &[u8]) -> Option<(i64, i64)> {
     if b.len() < 19 {
         return None;
     }
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let mut v = 0i64;
-        for &c in b.get(from..from + len)? {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(c - b'0');
-        }
-        Some(v)
-    };
     if b[4] != b'-'
         || b[7] != b'-'
         || !matches!(b[10], b'T' | b't' | b' ')
@@ -72,8 +69,8 @@ fn parse_full(b: &[u8]) -> Option<(i64, i64)> {
     {
         return None;
     }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let (year, month, day) = (decimal(b, 0, 4)?, decimal(b, 5, 2)?, decimal(b, 8, 2)?);
+    let (hour, minute, second) = (decimal(b, 11, 2)?, decimal(b, 14, 2)?, decimal(b, 17, 2)?);
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -115,10 +112,7 @@ fn parse_fraction_and_offset(b: &[u8]) -> Option<(i64, i64)> {
         None => 0,
         Some(b'Z' | b'z') if i + 1 == b.len() => 0,
         Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (h, m) = (
-                two_digit_value(b[i + 1], b[i + 2])?,
-                two_digit_value(b[i + 4], b[i + 5])?,
-            );
+            let (h, m) = (decimal(b, i + 1, 2)?, decimal(b, i + 4, 2)?);
             if h > 23 || m > 59 {
                 return None;
             }

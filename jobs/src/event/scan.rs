@@ -42,9 +42,9 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
         s.i += 1;
     } else {
         loop {
-            let field = match expected.filter(|f| KEYS[*f as usize].starts(&s.b[s.i..])) {
+            let field = match expected.filter(|f| f.wire_key().starts(&s.b[s.i..])) {
                 Some(f) => {
-                    s.i += KEYS[f as usize].key.len();
+                    s.i += f.wire_key().key.len();
                     Some(f)
                 }
                 None => {
@@ -79,7 +79,8 @@ pub(super) fn scan<'a>(line: &'a str, w: &mut Wire<'a>) -> Option<()> {
     (s.i == s.b.len()).then_some(())
 }
 
-/// A field's key as [`Field::wire_key`] writes it. Keys of up to 16 bytes (the common
+/// A field's key as it is written when nothing surrounds it: quoted, with its colon
+/// (`"event_id":`). Keys of up to 16 bytes (the common
 /// fields') are kept as two words and a mask of the bytes that count, and recognised with two
 /// loads and compares instead of a call to `memcmp`.
 struct WireKey {
@@ -116,19 +117,9 @@ impl WireKey {
     }
 }
 
-/// Every field's [`WireKey`], by its number.
-static KEYS: [WireKey; Field::ALL.len()] = {
-    let mut keys = [const { WireKey::new(b"") }; Field::ALL.len()];
-    let mut f = 0;
-    while f < keys.len() {
-        keys[f] = WireKey::new(Field::ALL[f].wire_key());
-        f += 1;
-    }
-    keys
-};
-
-/// Defines [`Field`] from one list of variants and their keys: the enum, [`Field::ALL`],
-/// [`Field::of`] (a key's field) and [`Field::wire_key`] (the key written `"key":`).
+/// Defines [`Field`] from one list of variants and their keys: the enum, [`Field::of`] (a
+/// key's field) and [`Field::wire_key`] (a field's key as written, from a table in field
+/// order).
 macro_rules! fields {
     ($($field:ident = $key:literal,)*) => {
         /// The fields of [`Wire`].
@@ -137,10 +128,10 @@ macro_rules! fields {
             $($field,)*
         }
 
-        impl Field {
-            /// Every field, in order (`Field::ALL[f as usize] == f`).
-            const ALL: &[Field] = &[$(Field::$field,)*];
+        /// Every field's [`WireKey`], in field order.
+        static KEYS: &[WireKey] = &[$(WireKey::new(concat!("\"", $key, "\":").as_bytes()),)*];
 
+        impl Field {
             fn of(key: &str) -> Option<Field> {
                 Some(match key {
                     $($key => Field::$field,)*
@@ -148,11 +139,9 @@ macro_rules! fields {
                 })
             }
 
-            /// The key as it is written when nothing surrounds it: quoted, with its colon.
-            const fn wire_key(self) -> &'static [u8] {
-                match self {
-                    $(Field::$field => concat!("\"", $key, "\":").as_bytes(),)*
-                }
+            /// The field's key as it is written when nothing surrounds it.
+            fn wire_key(self) -> &'static WireKey {
+                &KEYS[self as usize]
             }
         }
     };
@@ -470,19 +459,19 @@ mod tests {
 
     #[test]
     fn every_field_has_its_own_key_on_the_wire() {
-        for (i, f) in Field::ALL.iter().enumerate() {
-            assert_eq!(*f as usize, i);
-            let wire = f.wire_key();
+        assert_eq!(KEYS.len(), Field::Rating as usize + 1, "one key per field");
+        for (i, k) in KEYS.iter().enumerate() {
+            let wire = k.key;
             let name = std::str::from_utf8(&wire[1..wire.len() - 2]).unwrap();
             assert_eq!(wire, format!("\"{name}\":").as_bytes());
             assert!(
-                matches!(Field::of(name), Some(g) if g as usize == i),
+                matches!(Field::of(name), Some(g) if g as usize == i && std::ptr::eq(g.wire_key(), k)),
                 "{name}"
             );
             // Recognised at the start of a line long enough for the word compare, or not.
             let line = format!("{}1234567890123456", std::str::from_utf8(wire).unwrap());
             for end in wire.len()..line.len() {
-                assert!(KEYS[i].starts(&line.as_bytes()[..end]), "{name} {end}");
+                assert!(k.starts(&line.as_bytes()[..end]), "{name} {end}");
             }
         }
         for (line, key) in [
@@ -497,7 +486,7 @@ mod tests {
             (br#""Timestamp":"2026-01-05T07:00:00Z""#, Field::Timestamp),
         ] {
             assert!(
-                !KEYS[key as usize].starts(line),
+                !key.wire_key().starts(line),
                 "{}",
                 String::from_utf8_lossy(line)
             );
