@@ -863,13 +863,27 @@ fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
     let mut buf = [0u8; 24];
     let mut n = usize::from(v < 0.0);
     buf[0] = b'-';
-    let mut whole = k / 1_000_000;
-    let width = (1..9).find(|&d| whole < 10u64.pow(d)).unwrap_or(9) as usize;
-    for at in (n..n + width).rev() {
-        buf[at] = b'0' + (whole % 10) as u8;
-        whole /= 10;
+    let whole = (k / 1_000_000) as i64;
+    // Coordinates have two or three whole digits, fares and durations few more.
+    if whole < 100 {
+        let d = two_digits(whole);
+        let skip = usize::from(whole < 10);
+        buf[n..n + 2].copy_from_slice(&d);
+        buf[n] = d[skip];
+        n += 2 - skip;
+    } else if whole < 1_000 {
+        buf[n] = b'0' + (whole / 100) as u8;
+        buf[n + 1..n + 3].copy_from_slice(&two_digits(whole % 100));
+        n += 3;
+    } else {
+        let width = (4..9).find(|&d| whole < 10i64.pow(d)).unwrap_or(9) as usize;
+        let mut rest = whole;
+        for at in (n..n + width).rev() {
+            buf[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        n += width;
     }
-    n += width;
     buf[n] = b'.';
     let frac = (k % 1_000_000) as i64;
     buf[n + 1..n + 3].copy_from_slice(&two_digits(frac / 10_000));

@@ -163,22 +163,45 @@ pub(crate) fn ascii(t: &[u8]) -> &str {
 /// The `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `ms` as bytes, for years 0 to 9999 (`None` outside:
 /// those need more or fewer characters). Written digit by digit: the generator and the sinks
 /// format one timestamp per event, and `write!` with padding costs several times more.
+///
+/// Each thread remembers the minute it formatted last (an event stream's timestamps mostly
+/// share it) and, apart from that, the day: a timestamp in the same minute only has its
+/// seconds and milliseconds written.
 pub(crate) fn rfc3339_ms_bytes(ms: i64) -> Option<[u8; 24]> {
-    use std::cell::Cell;
-    thread_local! {
-        /// The last day formatted, and its `YYYY-MM-DD` (consecutive timestamps share it).
-        static DAY: Cell<(i64, [u8; 10])> = const { Cell::new((i64::MIN, [0; 10])) };
+    let (minute, head) = MINUTE.get();
+    // Exact: a real minute start and `ms` are both far from the ends of `i64`.
+    let into = ms.wrapping_sub(minute);
+    if minute != i64::MIN && (0..60_000).contains(&into) {
+        let mut b = [0u8; 24];
+        b[..16].copy_from_slice(&head);
+        b[16..].copy_from_slice(&seconds(into));
+        return Some(b);
     }
-    let secs = ms.div_euclid(1_000);
-    let millis = ms.rem_euclid(1_000);
-    let sod = secs.rem_euclid(86_400);
-    let days = secs.div_euclid(86_400);
+    // Out of line: merged with the path above, the compiler assembled the result byte by byte.
+    in_a_new_minute(ms)
+}
+
+thread_local! {
+    /// The first millisecond of the last minute [`rfc3339_ms_bytes`] formatted, and its
+    /// `YYYY-MM-DDTHH:MM` (`i64::MIN`: none yet; no formattable minute starts there).
+    static MINUTE: std::cell::Cell<(i64, [u8; 16])> =
+        const { std::cell::Cell::new((i64::MIN, [0; 16])) };
+    /// The last day it formatted, and its `YYYY-MM-DD`.
+    static DAY: std::cell::Cell<(i64, [u8; 10])> = const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+}
+
+/// [`rfc3339_ms_bytes`] for a timestamp outside the thread's last minute, which it becomes.
+#[inline(never)]
+fn in_a_new_minute(ms: i64) -> Option<[u8; 24]> {
     fn put(b: &mut [u8; 24], at: usize, width: usize, mut v: i64) {
         for i in (at..at + width).rev() {
             b[i] = b'0' + (v % 10) as u8;
             v /= 10;
         }
     }
+    let secs = ms.div_euclid(1_000);
+    let sod = secs.rem_euclid(86_400);
+    let days = secs.div_euclid(86_400);
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let (cached, date) = DAY.get();
     if cached == days {
@@ -197,10 +220,29 @@ pub(crate) fn rfc3339_ms_bytes(ms: i64) -> Option<[u8; 24]> {
     }
     b[11..13].copy_from_slice(&two_digits(sod / 3_600));
     b[14..16].copy_from_slice(&two_digits(sod / 60 % 60));
-    b[17..19].copy_from_slice(&two_digits(sod % 60));
-    b[20] = b'0' + (millis / 100) as u8;
-    b[21..23].copy_from_slice(&two_digits(millis % 100));
+    let into = ms.rem_euclid(60_000);
+    b[16..].copy_from_slice(&seconds(into));
+    let mut head = [0u8; 16];
+    head.copy_from_slice(&b[..16]);
+    MINUTE.set((ms - into, head));
     Some(b)
+}
+
+/// `:SS.mmmZ` of a timestamp `into` ms (0 to 59,999) past its minute.
+#[inline]
+fn seconds(into: i64) -> [u8; 8] {
+    let (s, millis) = (two_digits(into / 1_000), into % 1_000);
+    let m = two_digits(millis % 100);
+    [
+        b':',
+        s[0],
+        s[1],
+        b'.',
+        b'0' + (millis / 100) as u8,
+        m[0],
+        m[1],
+        b'Z',
+    ]
 }
 
 /// `n` (0 to 99) as two decimal digits, from a table (cheaper than dividing digit by digit,
@@ -362,6 +404,9 @@ mod tests {
     fn fast_formatting_matches_the_formatter() {
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut samples = vec![
+            // First: the thread has formatted nothing yet, and its empty minute cache must
+            // not take this for a timestamp in its minute.
+            i64::MIN + 5,
             0,
             -1,
             1,
@@ -375,6 +420,24 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             samples.push((rng % 600_000_000_000_000) as i64 - 300_000_000_000_000);
+        }
+        // Walks of small steps, either way, so that most timestamps fall in the minute the
+        // thread formatted last (and some just outside it), near the ends of the range too.
+        for start in [
+            0,
+            1_795_680_930_123,
+            -62_167_219_200_000,
+            253_402_300_700_000,
+            -1_000_000,
+        ] {
+            let mut ms = start;
+            for _ in 0..5_000 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                samples.push(ms);
+                ms += (rng % 130_001) as i64 - 60_000;
+            }
         }
         for ms in samples {
             let (mut fast, mut slow) = (String::new(), String::new());
