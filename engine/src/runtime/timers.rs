@@ -3,19 +3,33 @@
 //! A queue maps a time to the set of keys with a timer at that time, so registering the same
 //! `(key, time)` twice is one timer (as in Flink), deleting is a set removal, and firing
 //! everything up to a watermark pops from the front in time order: no scan over keys.
+//!
+//! The map is a hash map and the order a binary heap of its times (decision 27): most timers
+//! sit at times of their own (an operator re-arms at a record's timestamp), and a hash insert
+//! plus a heap push into one contiguous array cost less than a B-tree insert, and a heap pop
+//! less than a B-tree's first-entry removal with its rebalancing. A deleted time stays in the
+//! heap (stale) until it reaches the top, where it is dropped; the top is always live.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
-use crate::keys::{fast_set, FastSet, Key};
+use hashbrown::hash_map::Entry;
+
+use crate::keys::{fast_map, fast_set, FastMap, FastSet, Key};
 use crate::time::Timestamp;
 
 /// Timers of one time domain.
 #[derive(Debug)]
 pub(crate) struct TimerQueue<K> {
-    by_time: BTreeMap<Timestamp, Keys<K>>,
+    by_time: FastMap<Timestamp, Keys<K>>,
+    /// Every time in `by_time`, earliest on top, and times since emptied by deletes (stale)
+    /// anywhere below the top. A time may appear twice (deleted, then registered again).
+    times: BinaryHeap<Reverse<Timestamp>>,
     len: usize,
 }
+
+/// Stale times the heap may hold beyond twice its live ones before it is rebuilt.
+const STALE_SLACK: usize = 64;
 
 /// The keys with a timer at one time. Most times have one key (a timer per event timestamp,
 /// say), which needs no allocation; a few are a list searched in place (no hashing); many, a
@@ -115,7 +129,8 @@ impl<K> Iterator for KeysIter<K> {
 impl<K: Key> TimerQueue<K> {
     pub(crate) fn new() -> Self {
         Self {
-            by_time: BTreeMap::new(),
+            by_time: fast_map(),
+            times: BinaryHeap::new(),
             len: 0,
         }
     }
@@ -125,6 +140,7 @@ impl<K: Key> TimerQueue<K> {
         match self.by_time.entry(time) {
             Entry::Vacant(v) => {
                 v.insert(Keys::One(key.clone()));
+                self.times.push(Reverse(time));
             }
             Entry::Occupied(mut o) => {
                 if o.get().contains(key) {
@@ -158,6 +174,13 @@ impl<K: Key> TimerQueue<K> {
         };
         if empty {
             o.remove();
+            if self.times.len() > 2 * self.by_time.len() + STALE_SLACK {
+                // Mostly stale: rebuild from the live times (linear), so that deletes far
+                // ahead of the watermark cannot grow the heap without bound.
+                self.times = self.by_time.keys().map(|&t| Reverse(t)).collect();
+            } else {
+                self.drop_stale();
+            }
         }
         if removed {
             self.len -= 1;
@@ -165,26 +188,43 @@ impl<K: Key> TimerQueue<K> {
         removed
     }
 
+    /// Pops stale times off the top, so that the top is a live time.
+    fn drop_stale(&mut self) {
+        while let Some(&Reverse(t)) = self.times.peek() {
+            if self.by_time.contains_key(&t) {
+                break;
+            }
+            self.times.pop();
+        }
+    }
+
     /// The earliest timer's time.
     pub(crate) fn next_time(&self) -> Option<Timestamp> {
-        self.by_time.keys().next().copied()
+        self.times.peek().map(|&Reverse(t)| t)
     }
 
     /// Removes and returns all timers at the earliest time if it is `<= upto`.
     pub(crate) fn pop_due(&mut self, upto: Timestamp) -> Option<(Timestamp, Keys<K>)> {
-        let entry = self.by_time.first_entry()?;
-        if *entry.key() > upto {
+        let Reverse(time) = *self.times.peek()?;
+        if time > upto {
             return None;
         }
-        let (time, keys) = entry.remove_entry();
+        self.times.pop();
+        let keys = self
+            .by_time
+            .remove(&time)
+            .expect("the heap's top is a live time");
         self.len -= keys.len();
+        self.drop_stale();
         Some((time, keys))
     }
 
     /// Every timer, in time order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, Timestamp)> {
-        self.by_time
-            .iter()
+        let mut times: Vec<(&Timestamp, &Keys<K>)> = self.by_time.iter().collect();
+        times.sort_unstable_by_key(|(t, _)| **t);
+        times
+            .into_iter()
             .flat_map(|(t, keys)| keys.iter().map(move |k| (k, *t)))
     }
 
@@ -196,6 +236,11 @@ impl<K: Key> TimerQueue<K> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -250,5 +295,89 @@ mod tests {
         assert!(!q.delete(&1, 5));
         assert!(q.pop_due(i64::MAX).is_none());
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn deleted_times_behind_the_top_do_not_pile_up() {
+        // A timer that stays (the top) and many pushed ahead and deleted, as a session window
+        // moves its end: the deleted times are stale in the heap until it is rebuilt.
+        let mut q = TimerQueue::<u32>::new();
+        q.register(&0, 0);
+        for t in 1..10_000 {
+            q.register(&1, t);
+            assert!(q.delete(&1, t));
+            assert!(
+                q.times.len() <= 2 + STALE_SLACK + 1,
+                "at {t}: {}",
+                q.times.len()
+            );
+        }
+        q.register(&1, 5);
+        assert_eq!(q.pop_due(100).map(|(t, k)| (t, k.len())), Some((0, 1)));
+        assert_eq!(q.pop_due(100).map(|(t, k)| (t, k.len())), Some((5, 1)));
+        assert_eq!(q.pop_due(i64::MAX).map(|(t, _)| t), None);
+        assert!(q.times.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Register(u32, Timestamp),
+        Delete(u32, Timestamp),
+        PopDue(Timestamp),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few keys and times, so that times collide, sets grow past `FEW`, deletes hit and
+        // times are deleted and registered again (stale heap entries, and rebuilds).
+        prop_oneof![
+            4 => (0..40u32, 0..60i64).prop_map(|(k, t)| Op::Register(k, t)),
+            3 => (0..40u32, 0..60i64).prop_map(|(k, t)| Op::Delete(k, t)),
+            1 => (0..70i64).prop_map(Op::PopDue),
+        ]
+    }
+
+    proptest! {
+        /// The queue against a model (a sorted map of sorted sets): same answers to every
+        /// call, same timers in the same order at every step.
+        #[test]
+        fn the_queue_behaves_as_a_sorted_map_of_sets(ops in vec(op(), 0..400)) {
+            let mut q = TimerQueue::<u32>::new();
+            let mut model: BTreeMap<Timestamp, BTreeSet<u32>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Register(k, t) => {
+                        prop_assert_eq!(q.register(&k, t), model.entry(t).or_default().insert(k));
+                    }
+                    Op::Delete(k, t) => {
+                        let want = model.get_mut(&t).is_some_and(|s| s.remove(&k));
+                        model.retain(|_, s| !s.is_empty());
+                        prop_assert_eq!(q.delete(&k, t), want);
+                    }
+                    Op::PopDue(upto) => {
+                        let want = model
+                            .first_key_value()
+                            .filter(|(t, _)| **t <= upto)
+                            .map(|(t, _)| *t);
+                        let got = q.pop_due(upto).map(|(t, keys)| {
+                            (t, keys.into_iter().collect::<BTreeSet<u32>>())
+                        });
+                        let want = want.map(|t| (t, model.remove(&t).expect("first")));
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(q.next_time(), model.keys().next().copied());
+                prop_assert_eq!(q.len(), model.values().map(BTreeSet::len).sum::<usize>());
+                let mut got: Vec<(Timestamp, u32)> = q.iter().map(|(k, t)| (t, *k)).collect();
+                // In time order; keys within a time in any order.
+                prop_assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+                got.sort_unstable();
+                let want: Vec<(Timestamp, u32)> = model
+                    .iter()
+                    .flat_map(|(t, s)| s.iter().map(move |k| (*t, *k)))
+                    .collect();
+                prop_assert_eq!(got, want);
+                prop_assert!(q.times.len() <= 2 * q.by_time.len() + STALE_SLACK + 1);
+            }
+        }
     }
 }
