@@ -166,7 +166,9 @@ impl Entry {
 const BUCKETS: i64 = 64;
 
 /// The agenda: a calendar queue that yields entries in [`Entry::order`]. Entries of the current
-/// second sit in a vector sorted latest first (the next one is popped off the end); entries of
+/// second sit in a vector sorted latest first (the next one is popped off the end), and those
+/// scheduled for it once it has begun (a rider's next request, say) in a small heap beside it,
+/// instead of being inserted into the vector in order (which moved half of it); entries of
 /// the next [`BUCKETS`] seconds in unsorted per-second buckets (most entries are driver ticks a
 /// few seconds ahead: one push each, sorted once when their second comes); later ones (shift
 /// changes, trip ends) in an overflow heap. Much cheaper than one binary heap of everything.
@@ -175,6 +177,8 @@ struct Agenda {
     /// The second whose entries are in `current`.
     second: i64,
     current: Vec<Entry>,
+    /// Entries for `second` (or before) pushed after `current` was filled.
+    soon: BinaryHeap<Reverse<Later>>,
     /// Ring of buckets: bucket `s % BUCKETS` holds second `s`, for `second < s < second +
     /// BUCKETS`.
     buckets: Vec<Vec<Entry>>,
@@ -208,6 +212,7 @@ impl Agenda {
         Self {
             second: start.div_euclid(1_000),
             current: Vec::new(),
+            soon: BinaryHeap::new(),
             buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
             in_buckets: 0,
             later: BinaryHeap::new(),
@@ -217,9 +222,7 @@ impl Agenda {
     fn push(&mut self, e: Entry) {
         let s = e.time.div_euclid(1_000);
         if s <= self.second {
-            // Rare (an action scheduling another within the same second): keep the order.
-            let at = self.current.partition_point(|x| x.order() > e.order());
-            self.current.insert(at, e);
+            self.soon.push(Reverse(Later(e)));
         } else if s < self.second + BUCKETS {
             self.buckets[s.rem_euclid(BUCKETS) as usize].push(e);
             self.in_buckets += 1;
@@ -230,18 +233,34 @@ impl Agenda {
     }
 
     fn peek_time(&self) -> Option<i64> {
-        self.current.last().map(|e| e.time)
+        let soon = self.soon.peek().map(|Reverse(Later(e))| e.time);
+        match (self.current.last().map(|e| e.time), soon) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn pop(&mut self) -> Option<Entry> {
-        let e = self.current.pop();
+        let from_soon = match (self.current.last(), self.soon.peek()) {
+            (Some(c), Some(Reverse(Later(s)))) => s.order() < c.order(),
+            (None, soon) => soon.is_some(),
+            (Some(_), None) => false,
+        };
+        let e = if from_soon {
+            self.soon.pop().map(|Reverse(Later(e))| e)
+        } else {
+            self.current.pop()
+        };
         self.settle();
         e
     }
 
     /// Advances `second` until `current` holds the earliest entries (or everything is empty).
     fn settle(&mut self) {
-        while self.current.is_empty() && (self.in_buckets > 0 || !self.later.is_empty()) {
+        while self.current.is_empty()
+            && self.soon.is_empty()
+            && (self.in_buckets > 0 || !self.later.is_empty())
+        {
             self.second = match self.later.peek() {
                 // Nothing soon: jump to the next later entry's second.
                 Some(Reverse(Later(e))) if self.in_buckets == 0 => e.time.div_euclid(1_000),
@@ -815,6 +834,52 @@ fn fare(metres: f64, duration_ms: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agenda_yields_entries_in_order() {
+        // Against a heap of everything: pushes at random distances (the current second, the
+        // buckets' range, beyond it) interleaved with pops, as the city's actions schedule
+        // others while it runs.
+        let mut agenda = Agenda::new(5_000);
+        let mut model = BinaryHeap::new();
+        let mut rng = SplitMix64::for_record(11, 0);
+        let (mut now, mut seq) = (5_000i64, 0u64);
+        let mut popped = 0;
+        for round in 0..40_000 {
+            if round < 30_000 && rng.below(3) > 0 {
+                let ahead = match rng.below(4) {
+                    0 => rng.below(1_000) as i64,
+                    1 | 2 => rng.below(BUCKETS as u64 * 1_000) as i64,
+                    _ => rng.below(1_000_000) as i64,
+                };
+                seq += 1;
+                let action = Action::Tick {
+                    driver: seq as u32,
+                    epoch: 0,
+                };
+                agenda.push(Entry {
+                    time: now + ahead,
+                    seq,
+                    action,
+                });
+                model.push(Reverse((now + ahead, seq)));
+            } else {
+                assert_eq!(agenda.peek_time(), model.peek().map(|Reverse((t, _))| *t));
+                let got = agenda.pop().map(|e| e.order());
+                let want = model.pop().map(|Reverse(o)| o);
+                assert_eq!(got, want, "pop {popped}");
+                if let Some((t, _)) = got {
+                    now = t;
+                    popped += 1;
+                }
+            }
+        }
+        while let Some(Reverse(want)) = model.pop() {
+            assert_eq!(agenda.pop().map(|e| e.order()), Some(want));
+        }
+        assert!(agenda.pop().is_none() && agenda.peek_time().is_none());
+        assert!(popped > 5_000, "{popped}");
+    }
 
     #[test]
     fn decimals() {
