@@ -174,13 +174,7 @@ impl<K: Key> TimerQueue<K> {
         };
         if empty {
             o.remove();
-            if self.times.len() > 2 * self.by_time.len() + STALE_SLACK {
-                // Mostly stale: rebuild from the live times (linear), so that deletes far
-                // ahead of the watermark cannot grow the heap without bound.
-                self.times = self.by_time.keys().map(|&t| Reverse(t)).collect();
-            } else {
-                self.drop_stale();
-            }
+            self.tidy();
         }
         if removed {
             self.len -= 1;
@@ -188,8 +182,15 @@ impl<K: Key> TimerQueue<K> {
         removed
     }
 
-    /// Pops stale times off the top, so that the top is a live time.
-    fn drop_stale(&mut self) {
+    /// After a time left the map: pops stale times off the top, so that the top is a live
+    /// time, or, if the heap is mostly stale, rebuilds it from the live times (linear), so that
+    /// deletes far ahead of the watermark cannot grow it without bound. Keeps the heap at most
+    /// twice the live times plus [`STALE_SLACK`] (a registration adds one to each side).
+    fn tidy(&mut self) {
+        if self.times.len() > 2 * self.by_time.len() + STALE_SLACK {
+            self.times = self.by_time.keys().map(|&t| Reverse(t)).collect();
+            return;
+        }
         while let Some(&Reverse(t)) = self.times.peek() {
             if self.by_time.contains_key(&t) {
                 break;
@@ -215,7 +216,7 @@ impl<K: Key> TimerQueue<K> {
             .remove(&time)
             .expect("the heap's top is a live time");
         self.len -= keys.len();
-        self.drop_stale();
+        self.tidy();
         Some((time, keys))
     }
 
@@ -307,7 +308,7 @@ mod tests {
             q.register(&1, t);
             assert!(q.delete(&1, t));
             assert!(
-                q.times.len() <= 2 + STALE_SLACK + 1,
+                q.times.len() <= 2 + STALE_SLACK,
                 "at {t}: {}",
                 q.times.len()
             );
@@ -316,6 +317,34 @@ mod tests {
         assert_eq!(q.pop_due(100).map(|(t, k)| (t, k.len())), Some((0, 1)));
         assert_eq!(q.pop_due(100).map(|(t, k)| (t, k.len())), Some((5, 1)));
         assert_eq!(q.pop_due(i64::MAX).map(|(t, _)| t), None);
+        assert!(q.times.is_empty());
+    }
+
+    #[test]
+    fn firing_keeps_the_heap_bounded_too() {
+        // Stale times behind twenty live ones; firing the live ones one by one must not
+        // leave the stale ones outnumbering them beyond the bound.
+        let mut q = TimerQueue::<u32>::new();
+        for t in 0..20 {
+            q.register(&0, t);
+        }
+        // Up to the bound: the next stale time would have the heap rebuilt.
+        let mut t = 100;
+        while q.times.len() < 2 * 20 + STALE_SLACK {
+            q.register(&1, t);
+            assert!(q.delete(&1, t));
+            t += 1;
+        }
+        for want in 0..20 {
+            assert_eq!(q.pop_due(19).map(|(t, _)| t), Some(want));
+            assert!(
+                q.times.len() <= 2 * q.by_time.len() + STALE_SLACK,
+                "after {want}: {} in the heap, {} live",
+                q.times.len(),
+                q.by_time.len()
+            );
+        }
+        assert_eq!(q.next_time(), None);
         assert!(q.times.is_empty());
     }
 
@@ -376,7 +405,7 @@ mod tests {
                     .flat_map(|(t, s)| s.iter().map(move |k| (*t, *k)))
                     .collect();
                 prop_assert_eq!(got, want);
-                prop_assert!(q.times.len() <= 2 * q.by_time.len() + STALE_SLACK + 1);
+                prop_assert!(q.times.len() <= 2 * q.by_time.len() + STALE_SLACK);
             }
         }
     }
