@@ -219,15 +219,12 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
         enter(self.id);
         self.metrics.add_in(batch.len());
         let wm = self.parts.watermark;
-        if wm != Timestamp::MIN {
-            let late = batch
-                .iter()
-                .filter(|r| r.timestamp != NO_TIMESTAMP && r.timestamp <= wm)
-                .count();
-            self.metrics.add_late(late);
-        }
         self.parts.now = self.clock.now();
+        // Counted in the same pass as the records are handled: a separate pass would read the
+        // whole batch twice.
+        let mut late = 0;
         for r in batch.drain(..) {
+            late += usize::from(r.timestamp != NO_TIMESTAMP && r.timestamp <= wm);
             let (key, value) = r.value;
             let mut ctx = Context {
                 parts: &mut self.parts,
@@ -235,6 +232,9 @@ impl<K: Key, T, F: KeyedProcessFunction<K, T>> Push<(K, T)> for ProcessOp<K, T, 
                 horizon: wm,
             };
             self.f.process(&key, value, &mut ctx);
+        }
+        if late > 0 {
+            self.metrics.add_late(late);
         }
         self.flush()
     }
