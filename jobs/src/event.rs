@@ -109,19 +109,19 @@ pub enum Payload {
     /// `DRIVER_AVAILABLE`
     DriverAvailable {
         /// The driver.
-        driver_id: Arc<str>,
+        driver_id: Id,
         /// Where.
         location: Point,
     },
     /// `DRIVER_OFFLINE`
     DriverOffline {
         /// The driver.
-        driver_id: Arc<str>,
+        driver_id: Id,
     },
     /// `DRIVER_LOCATION_UPDATE`
     DriverLocationUpdate {
         /// The driver.
-        driver_id: Arc<str>,
+        driver_id: Id,
         /// Where.
         location: Point,
     },
@@ -130,7 +130,7 @@ pub enum Payload {
         /// The trip.
         trip_id: Arc<str>,
         /// Its driver.
-        driver_id: Arc<str>,
+        driver_id: Id,
         /// Its rider.
         rider_id: Arc<str>,
         /// Where it starts.
@@ -145,7 +145,7 @@ pub enum Payload {
         /// The trip.
         trip_id: Arc<str>,
         /// Its driver.
-        driver_id: Arc<str>,
+        driver_id: Id,
         /// Where it ends.
         end: Point,
         /// Fare charged.
@@ -160,7 +160,7 @@ pub enum Payload {
         /// The trip.
         trip_id: Arc<str>,
         /// Its driver, if known.
-        driver_id: Option<Arc<str>>,
+        driver_id: Option<Id>,
         /// Its rider, if known.
         rider_id: Option<Arc<str>>,
         /// Why.
@@ -239,28 +239,82 @@ impl fmt::Debug for RideEvent {
 /// cell of its coordinates, computed on first use and kept: most events are location updates
 /// of drivers on a trip, whose zone no job needs, and an H3 lookup costs more than the rest of
 /// validating an event.
+///
+/// Checkpoints store its fields as a struct of `event_id`, `timestamp`, `geo_zone` (an
+/// option), `h3_resolution` and `payload`, as they were stored before [`ZoneSource`] held the
+/// middle two.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(into = "EventFields", from = "EventFields")]
 pub struct RideEventData {
     /// The deduplication key.
     pub event_id: EventId,
     /// Event time, ms since the epoch.
     pub timestamp: i64,
-    /// The input's `geo_zone` field, if present.
-    pub geo_zone: Option<Arc<str>>,
-    /// The H3 resolution of a derived zone (from [`Validation::h3_resolution`]).
-    pub h3_resolution: u8,
+    /// The input's `geo_zone` field, or the resolution to derive the zone at.
+    pub zone_source: ZoneSource,
     /// Type-specific fields.
     pub payload: Payload,
     /// The derived zone, once computed (a function of the fields above, so neither compared nor
     /// checkpointed).
-    #[serde(skip)]
     derived_zone: std::sync::OnceLock<Option<Arc<str>>>,
     /// The line the event was read from, when it was read as text (a file, standard input):
     /// what the backup stores ([`raw_line`](Self::raw_line)). Neither compared nor
     /// checkpointed, and dropped by a copy or [`RideEvent::make_mut`]: a changed event is no
     /// longer its line.
-    #[serde(skip)]
     raw: Option<Box<str>>,
+}
+
+/// Where an event's zone ([`RideEventData::zone`]) comes from.
+///
+/// One field for the two cases, 16 bytes (a resolution fits beside the niche of the zone's
+/// pointer): with separate fields for the given zone and the resolution an event took 8 bytes
+/// more, which is what room the driver id's hash needs in [`Payload`] without moving the
+/// event's allocation into a costlier size class of the allocator (decision 28).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneSource {
+    /// The input's `geo_zone` field.
+    Given(Arc<str>),
+    /// None given: the H3 cell of the event's coordinates at this resolution (0..=15, from
+    /// [`Validation::h3_resolution`]), derived on first use.
+    H3(u8),
+}
+
+/// [`RideEventData`] as checkpoints store it (see there).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "RideEventData")]
+struct EventFields {
+    event_id: EventId,
+    timestamp: i64,
+    geo_zone: Option<Arc<str>>,
+    h3_resolution: u8,
+    payload: Payload,
+}
+
+impl From<RideEventData> for EventFields {
+    fn from(e: RideEventData) -> Self {
+        let (geo_zone, h3_resolution) = match e.zone_source {
+            ZoneSource::Given(z) => (Some(z), Validation::default().h3_resolution),
+            ZoneSource::H3(r) => (None, r),
+        };
+        Self {
+            event_id: e.event_id,
+            timestamp: e.timestamp,
+            geo_zone,
+            h3_resolution,
+            payload: e.payload,
+        }
+    }
+}
+
+impl From<EventFields> for RideEventData {
+    fn from(f: EventFields) -> Self {
+        let mut e = RideEventData::new(f.event_id, f.timestamp, f.payload);
+        e.zone_source = match f.geo_zone {
+            Some(z) => ZoneSource::Given(z),
+            None => ZoneSource::H3(f.h3_resolution),
+        };
+        e
+    }
 }
 
 /// A copy derives its zone afresh (it is usually made to be changed).
@@ -269,8 +323,7 @@ impl Clone for RideEventData {
         Self {
             event_id: self.event_id.clone(),
             timestamp: self.timestamp,
-            geo_zone: self.geo_zone.clone(),
-            h3_resolution: self.h3_resolution,
+            zone_source: self.zone_source.clone(),
             payload: self.payload.clone(),
             derived_zone: std::sync::OnceLock::new(),
             raw: None,
@@ -283,8 +336,7 @@ impl PartialEq for RideEventData {
     fn eq(&self, other: &Self) -> bool {
         self.event_id == other.event_id
             && self.timestamp == other.timestamp
-            && self.geo_zone == other.geo_zone
-            && self.h3_resolution == other.h3_resolution
+            && self.zone_source == other.zone_source
             && self.payload == other.payload
     }
 }
@@ -295,8 +347,7 @@ impl RideEventData {
         Self {
             event_id,
             timestamp,
-            geo_zone: None,
-            h3_resolution: Validation::default().h3_resolution,
+            zone_source: ZoneSource::H3(Validation::default().h3_resolution),
             payload,
             derived_zone: std::sync::OnceLock::new(),
             raw: None,
@@ -310,24 +361,33 @@ impl RideEventData {
     }
 
     /// The event's geo zone: its `geo_zone` if given, else the H3 cell of its coordinates at
-    /// [`h3_resolution`](Self::h3_resolution), or `None` for an event with neither.
+    /// the resolution of its [`zone_source`](Self::zone_source), or `None` for an event with
+    /// neither.
     ///
     /// A derived zone is computed on the first call and kept: change the coordinates or the
     /// resolution of a value before that, or through [`RideEvent::make_mut`] or a clone,
     /// which derive it afresh.
     pub fn zone(&self) -> Option<&Arc<str>> {
-        match &self.geo_zone {
-            Some(z) => Some(z),
-            None => self
+        match &self.zone_source {
+            ZoneSource::Given(z) => Some(z),
+            ZoneSource::H3(r) => self
                 .derived_zone
-                .get_or_init(|| self.point().map(|p| h3_zone(p, self.h3_resolution)))
+                .get_or_init(|| self.point().map(|p| h3_zone(p, *r)))
                 .as_ref(),
+        }
+    }
+
+    /// The input's `geo_zone` field, if it had one.
+    pub fn geo_zone(&self) -> Option<&Arc<str>> {
+        match &self.zone_source {
+            ZoneSource::Given(z) => Some(z),
+            ZoneSource::H3(_) => None,
         }
     }
 
     /// Whether the event has a zone (a `geo_zone`, or coordinates), without computing it.
     pub fn has_zone(&self) -> bool {
-        self.geo_zone.is_some() || self.point().is_some()
+        self.geo_zone().is_some() || self.point().is_some()
     }
 
     /// The event's type.
@@ -363,8 +423,8 @@ impl RideEventData {
             | Payload::DriverOffline { driver_id }
             | Payload::DriverLocationUpdate { driver_id, .. }
             | Payload::TripStarted { driver_id, .. }
-            | Payload::TripCompleted { driver_id, .. } => Some(Id::new(driver_id.clone())),
-            Payload::TripCancelled { driver_id, .. } => driver_id.clone().map(Id::new),
+            | Payload::TripCompleted { driver_id, .. } => Some(driver_id.clone()),
+            Payload::TripCancelled { driver_id, .. } => driver_id.clone(),
             Payload::RiderRequest { .. } => None,
         }
     }
@@ -423,7 +483,7 @@ impl RideEventData {
         w.raw("\",\"timestamp\":\"");
         w.timestamp(self.timestamp);
         w.raw("\"");
-        if let Some(z) = &self.geo_zone {
+        if let Some(z) = self.geo_zone() {
             w.str(key!("geo_zone"), z);
         }
         match &self.payload {
@@ -514,7 +574,7 @@ impl RideEventData {
             event_id: Some(Cow::Borrowed(&self.event_id)),
             event_type: Some(Cow::Borrowed(self.event_type().as_str())),
             timestamp: Some(timestamp),
-            geo_zone: self.geo_zone.as_deref().map(Cow::Borrowed),
+            geo_zone: self.geo_zone().map(|z| Cow::Borrowed(&**z)),
             ..Wire::default()
         };
         fn b(s: &str) -> Option<Cow<'_, str>> {
@@ -992,39 +1052,46 @@ fn amount(v: Option<f64>, field: &str) -> Result<Option<f64>, Invalid> {
 /// Bound on each per-thread interning table ([`intern`], [`h3_zone`]); a full table is cleared.
 const MAX_INTERNED: usize = 1 << 16;
 
-/// A required id field (driver, rider, trip), interned.
+/// A required id field (rider, trip), interned.
 fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<Arc<str>, Invalid> {
-    Ok(intern(&required(v, field)?))
+    Ok(intern(&required(v, field)?).text().clone())
 }
 
 /// An optional id field, interned.
 fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
-    v.map(|c| intern(&c))
+    v.map(|c| intern(&c).text().clone())
 }
 
-/// One shared `Arc<str>` per distinct id, per thread: a driver sends an event every few seconds
+/// A required driver id, interned with its hash.
+fn driver(v: Option<Cow<'_, str>>) -> Result<Id, Invalid> {
+    Ok(intern(&required(v, "driver_id")?))
+}
+
+/// One shared [`Id`] per distinct id, per thread: a driver sends an event every few seconds
 /// and a trip's id recurs in each of its events, so most ids are already known. That saves an
-/// allocation per id, and the jobs' keyed state then compares equal keys by pointer. Bounded
-/// (cleared when full); long strings are not interned.
-fn intern(s: &str) -> Arc<str> {
+/// allocation per id, the jobs' keyed state then compares equal keys by pointer, and a driver
+/// id's hash (the key of every operator keyed by driver) is the one the lookup computes
+/// anyway. Bounded (cleared when full); long strings are not interned.
+fn intern(s: &str) -> Id {
     const MAX_LEN: usize = 64;
     thread_local! {
-        static IDS: std::cell::RefCell<sluice_engine::keys::FastSet<Arc<str>>> =
-            std::cell::RefCell::new(sluice_engine::keys::fast_set());
+        static IDS: std::cell::RefCell<hashbrown::HashTable<Id>> =
+            const { std::cell::RefCell::new(hashbrown::HashTable::new()) };
     }
     if s.len() > MAX_LEN {
-        return Arc::from(s);
+        return Id::from(s);
     }
+    let hash = Id::hash_of(s);
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(s) {
+        if let Some(id) = ids.find(hash, |id| **id == *s) {
             return id.clone();
         }
         if ids.len() >= MAX_INTERNED {
             ids.clear();
         }
-        let id: Arc<str> = Arc::from(s);
-        ids.insert(id.clone());
+        let id = Id::with_hash(Arc::from(s), hash);
+        ids.insert_unique(hash, id.clone(), Id::hash_value);
         id
     })
 }
@@ -1093,19 +1160,19 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             dropoff: optional_point(w.dropoff_lat, w.dropoff_lon, "dropoff_lat", "dropoff_lon")?,
         },
         EventType::DriverAvailable => Payload::DriverAvailable {
-            driver_id: string(w.driver_id, "driver_id")?,
+            driver_id: driver(w.driver_id)?,
             location: point(w.latitude, w.longitude, "latitude", "longitude")?,
         },
         EventType::DriverOffline => Payload::DriverOffline {
-            driver_id: string(w.driver_id, "driver_id")?,
+            driver_id: driver(w.driver_id)?,
         },
         EventType::DriverLocationUpdate => Payload::DriverLocationUpdate {
-            driver_id: string(w.driver_id, "driver_id")?,
+            driver_id: driver(w.driver_id)?,
             location: point(w.latitude, w.longitude, "latitude", "longitude")?,
         },
         EventType::TripStarted => Payload::TripStarted {
             trip_id: string(w.trip_id, "trip_id")?,
-            driver_id: string(w.driver_id, "driver_id")?,
+            driver_id: driver(w.driver_id)?,
             rider_id: string(w.rider_id, "rider_id")?,
             start: point(w.start_lat, w.start_lon, "start_lat", "start_lon")?,
             estimated_duration: amount(w.estimated_duration, "estimated_duration")?,
@@ -1123,7 +1190,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
             }
             Payload::TripCompleted {
                 trip_id: string(w.trip_id, "trip_id")?,
-                driver_id: string(w.driver_id, "driver_id")?,
+                driver_id: driver(w.driver_id)?,
                 end: point(w.end_lat, w.end_lon, "end_lat", "end_lon")?,
                 actual_fare: required(amount(w.actual_fare, "actual_fare")?, "actual_fare")?,
                 actual_duration: required(
@@ -1135,14 +1202,16 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         }
         EventType::TripCancelled => Payload::TripCancelled {
             trip_id: string(w.trip_id, "trip_id")?,
-            driver_id: opt_string(w.driver_id),
+            driver_id: w.driver_id.map(|c| intern(&c)),
             rider_id: opt_string(w.rider_id),
             reason: opt_string(w.reason),
         },
     };
     let mut event = RideEventData::new(event_id, timestamp, payload);
-    event.geo_zone = w.geo_zone.map(|z| Arc::from(z.as_ref()));
-    event.h3_resolution = cfg.h3_resolution;
+    event.zone_source = match w.geo_zone {
+        Some(z) => ZoneSource::Given(Arc::from(z.as_ref())),
+        None => ZoneSource::H3(cfg.h3_resolution),
+    };
     Ok(RideEvent::new(event))
 }
 
@@ -1162,7 +1231,7 @@ pub fn accept_event(
     /// 9999-12-31T23:59:59.999Z: later times have no four-digit year.
     const LATEST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
     let point_ok = |p: &Point| lat_ok(p.lat) && lon_ok(p.lon);
-    let mut text_bytes = e.event_id.len() + e.geo_zone.as_deref().map_or(0, str::len);
+    let mut text_bytes = e.event_id.len() + e.geo_zone().map_or(0, |z| z.len());
     let payload_ok = match &e.payload {
         Payload::RiderRequest {
             rider_id,
@@ -1220,8 +1289,8 @@ pub fn accept_event(
             rider_id,
             reason,
         } => {
-            text_bytes += trip_id.len();
-            for s in [driver_id, rider_id, reason].into_iter().flatten() {
+            text_bytes += trip_id.len() + driver_id.as_ref().map_or(0, |d| d.len());
+            for s in [rider_id, reason].into_iter().flatten() {
                 text_bytes += s.len();
             }
             true
@@ -1237,8 +1306,8 @@ pub fn accept_event(
     if !ok {
         return Err(e);
     }
-    if e.h3_resolution != cfg.h3_resolution {
-        e.make_mut().h3_resolution = cfg.h3_resolution;
+    if matches!(e.zone_source, ZoneSource::H3(r) if r != cfg.h3_resolution) {
+        e.make_mut().zone_source = ZoneSource::H3(cfg.h3_resolution);
     }
     Ok(e)
 }
@@ -1315,6 +1384,34 @@ mod tests {
             "an event's allocation ({request} bytes) is within 7 bytes of the top of its \
              mimalloc size class: see decision 28"
         );
+    }
+
+    #[test]
+    fn checkpoints_store_an_event_as_before_its_zone_source() {
+        // Field names, order and types as the derive wrote them when `geo_zone` and
+        // `h3_resolution` were fields of their own (bincode, which checkpoints use, writes the
+        // same fields in the same order, without names).
+        let mut e = RideEventData::new(
+            "e-1".into(),
+            NOW,
+            Payload::DriverOffline {
+                driver_id: Id::from("d1"),
+            },
+        );
+        let fields = |geo: &str, res: u8| {
+            format!(
+                r#"{{"event_id":"e-1","timestamp":{NOW},"geo_zone":{geo},"h3_resolution":{res},"payload":{{"DriverOffline":{{"driver_id":"d1"}}}}}}"#
+            )
+        };
+        for (source, json) in [
+            (ZoneSource::H3(7), fields("null", 7)),
+            (ZoneSource::H3(9), fields("null", 9)),
+            (ZoneSource::Given("z".into()), fields(r#""z""#, 7)),
+        ] {
+            e.zone_source = source;
+            assert_eq!(serde_json::to_string(&e).unwrap(), json);
+            assert_eq!(serde_json::from_str::<RideEventData>(&json).unwrap(), e);
+        }
     }
 
     #[test]
@@ -1548,7 +1645,7 @@ mod tests {
         .map(|payload| RideEventData::new("e-1".into(), NOW, payload))
         .collect::<Vec<_>>();
         let mut zoned = events[0].clone();
-        zoned.geo_zone = Some(Arc::from("zone \"7\""));
+        zoned.zone_source = ZoneSource::Given(Arc::from("zone \"7\""));
         zoned.timestamp = -62_167_219_200_001; // a year the fast timestamp path leaves alone
         events.push(zoned);
         for e in &events {

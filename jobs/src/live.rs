@@ -338,7 +338,7 @@ fn boundary_at_or_after(ts: Timestamp, interval: i64) -> Timestamp {
 
 struct CancelResolver {
     /// The trip's driver and start time, from its earliest `TRIP_STARTED`.
-    started: ValueState<(Arc<str>, Timestamp)>,
+    started: ValueState<(Id, Timestamp)>,
     /// `TRIP_CANCELLED`s without a driver, until the watermark passes them.
     pending: ListState<RideEvent>,
     late: OutputTag<RideEvent>,

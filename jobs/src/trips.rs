@@ -337,7 +337,7 @@ fn rearm<K: Key, O>(
 /// A started trip, until it ends or times out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenTrip {
-    driver_id: Arc<str>,
+    driver_id: Id,
     rider_id: Arc<str>,
     start_time: Timestamp,
     start_location: Point,
@@ -446,7 +446,7 @@ impl TripLifecycle {
                 ctx.emit_at(
                     e.timestamp,
                     DriverItem {
-                        driver: Some(Id::new(driver_id.clone())),
+                        driver: Some(driver_id.clone()),
                         ts: e.timestamp,
                         rank: RANK_START,
                         event_id: e.event_id.clone(),

@@ -307,7 +307,7 @@ impl<I: RawLine> ProcessFunction<I> for ValidateFn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::RideEventData;
+    use crate::event::{RideEventData, ZoneSource};
 
     fn bad(reason: BadLineReason) -> BadLine {
         BadLine {
@@ -409,9 +409,9 @@ mod tests {
                 Box::new(|e| e.timestamp = 1_704_067_199_999),
                 Box::new(|e| e.timestamp = now + 301_000),
                 Box::new(|e| e.timestamp = i64::MAX),
-                Box::new(|e| e.h3_resolution = 9),
-                Box::new(|e| e.geo_zone = Some("z".into())),
-                Box::new(|e| e.geo_zone = Some("z\u{7f}\"".into())),
+                Box::new(|e| e.zone_source = ZoneSource::H3(9)),
+                Box::new(|e| e.zone_source = ZoneSource::Given("z".into())),
+                Box::new(|e| e.zone_source = ZoneSource::Given("z\u{7f}\"".into())),
             ];
             let bad_point = |p: &mut Point, k: u8| match k {
                 0 => p.lat = f64::NAN,

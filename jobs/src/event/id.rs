@@ -61,7 +61,7 @@ impl<S: IdText> Hashed<S> {
     /// `text` and its hash.
     pub fn new(text: S) -> Self {
         Self {
-            hash: FixedState::with_seed(ID_SEED).hash_one(&*text),
+            hash: Self::hash_of(&text),
             text,
         }
     }
@@ -69,6 +69,22 @@ impl<S: IdText> Hashed<S> {
     /// The text.
     pub fn text(&self) -> &S {
         &self.text
+    }
+
+    /// The hash a `Hashed` of `text` carries (and hashes as).
+    pub fn hash_of(text: &str) -> u64 {
+        FixedState::with_seed(ID_SEED).hash_one(text)
+    }
+
+    /// `text` with its hash, computed by the caller with [`hash_of`](Self::hash_of).
+    pub(crate) fn with_hash(text: S, hash: u64) -> Self {
+        debug_assert_eq!(hash, Self::hash_of(&text));
+        Self { hash, text }
+    }
+
+    /// The hash it carries.
+    pub fn hash_value(&self) -> u64 {
+        self.hash
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use sluice_connectors::SplitMix64;
 
-use crate::event::{Payload, Point, RideEvent, RideEventData};
+use crate::event::{Id, Payload, Point, RideEvent, RideEventData};
 
 use super::{BoundingBox, GeneratorConfig};
 
@@ -96,7 +96,7 @@ enum DriverState {
 
 #[derive(Debug)]
 struct Driver {
-    id: Arc<str>,
+    id: Id,
     lat: f64,
     lon: f64,
     /// Where the driver is heading (a cruising target, a pickup or a drop-off).
@@ -344,7 +344,7 @@ impl City {
         for i in 0..drivers {
             let (lat, lon) = city.somewhere();
             city.drivers.push(Driver {
-                id: format!("{}d{i}", city.prefix).into(),
+                id: Id::from(format!("{}d{i}", city.prefix).as_str()),
                 lat,
                 lon,
                 target: (lat, lon),

@@ -70,7 +70,7 @@ fn golden_validate_covers_every_rule() {
         .find(|e| &*e.event_id == "v1")
         .expect("v1 is valid");
     assert_eq!(v1.zone().map(|z| z.len()), Some(15));
-    assert!(v1.geo_zone.is_none());
+    assert!(v1.geo_zone().is_none());
 }
 
 #[test]
