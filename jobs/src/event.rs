@@ -908,6 +908,28 @@ impl JsonWriter<'_> {
 /// another multiple of 10^-6, while below 10^9 a double's rounding interval is narrower than
 /// 10^-6. Trailing zeros go, and a whole number keeps `.0`, as `serde_json` writes them. The
 /// test `micros_are_written_as_serde_json_writes_them` compares the two.
+/// `THREE_DIGITS[i]`: the three decimal digits of `i` (below 1,000), then how many of them are
+/// trailing zeros (3 for 0).
+const THREE_DIGITS: [[u8; 4]; 1_000] = {
+    let mut t = [[0u8; 4]; 1_000];
+    let mut i = 0;
+    while i < 1_000 {
+        let d = [(i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8];
+        let zeros = if i == 0 {
+            3
+        } else if i % 100 == 0 {
+            2
+        } else if i % 10 == 0 {
+            1
+        } else {
+            0
+        };
+        t[i] = [b'0' + d[0], b'0' + d[1], b'0' + d[2], zeros];
+        i += 1;
+    }
+    t
+};
+
 fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
     use crate::timestamp::two_digits;
     let a = v.abs();
@@ -946,17 +968,22 @@ fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
         n += width;
     }
     buf[n] = b'.';
-    // Below 10^6: 32-bit divisions by constants are cheaper.
+    // Two groups of three decimals, each from a table that also knows its trailing zeros.
     let frac = (k % 1_000_000) as u32;
-    let (high, low) = (frac / 10_000, frac % 10_000);
-    buf[n + 1..n + 3].copy_from_slice(&two_digits(i64::from(high)));
-    buf[n + 3..n + 5].copy_from_slice(&two_digits(i64::from(low / 100)));
-    buf[n + 5..n + 7].copy_from_slice(&two_digits(i64::from(low % 100)));
-    let mut end = n + 7;
-    // At least one decimal stays (`12.0`, as serde_json writes a whole number).
-    while end > n + 2 && buf[end - 1] == b'0' {
-        end -= 1;
-    }
+    let (high, low) = (
+        THREE_DIGITS[(frac / 1_000) as usize],
+        THREE_DIGITS[(frac % 1_000) as usize],
+    );
+    buf[n + 1..n + 5].copy_from_slice(&high);
+    buf[n + 4..n + 8].copy_from_slice(&low);
+    // Trailing zeros go, but at least one decimal stays (`12.0`, as serde_json writes a whole
+    // number).
+    let zeros = if low[3] < 3 {
+        low[3]
+    } else {
+        3 + high[3].min(2)
+    };
+    let end = n + 7 - usize::from(zeros);
     // The whole buffer, then cut: a copy of fixed length needs no call to `memcpy`.
     let start = out.len();
     out.extend_from_slice(&buf);
