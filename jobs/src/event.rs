@@ -243,8 +243,8 @@ impl fmt::Debug for RideEvent {
 /// Checkpoints store its fields as a struct of `event_id`, `timestamp`, `geo_zone` (an
 /// option), `h3_resolution` and `payload`, as they were stored before [`ZoneSource`] held the
 /// middle two.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(into = "EventFields", from = "EventFields")]
+#[derive(Debug, Deserialize)]
+#[serde(from = "EventFields")]
 pub struct RideEventData {
     /// The deduplication key.
     pub event_id: EventId,
@@ -279,9 +279,8 @@ pub enum ZoneSource {
     H3(u8),
 }
 
-/// [`RideEventData`] as checkpoints store it (see there).
-#[derive(Serialize, Deserialize)]
-#[serde(rename = "RideEventData")]
+/// [`RideEventData`] as checkpoints store it (see there), read back.
+#[derive(Deserialize)]
 struct EventFields {
     event_id: EventId,
     timestamp: i64,
@@ -290,19 +289,31 @@ struct EventFields {
     payload: Payload,
 }
 
-impl From<RideEventData> for EventFields {
-    fn from(e: RideEventData) -> Self {
-        let (geo_zone, h3_resolution) = match e.zone_source {
+/// [`EventFields`] borrowed from an event, to write a checkpoint without copying it.
+#[derive(Serialize)]
+#[serde(rename = "RideEventData")]
+struct EventFieldsRef<'a> {
+    event_id: &'a EventId,
+    timestamp: i64,
+    geo_zone: Option<&'a Arc<str>>,
+    h3_resolution: u8,
+    payload: &'a Payload,
+}
+
+impl Serialize for RideEventData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (geo_zone, h3_resolution) = match &self.zone_source {
             ZoneSource::Given(z) => (Some(z), Validation::default().h3_resolution),
-            ZoneSource::H3(r) => (None, r),
+            ZoneSource::H3(r) => (None, *r),
         };
-        Self {
-            event_id: e.event_id,
-            timestamp: e.timestamp,
+        EventFieldsRef {
+            event_id: &self.event_id,
+            timestamp: self.timestamp,
             geo_zone,
             h3_resolution,
-            payload: e.payload,
+            payload: &self.payload,
         }
+        .serialize(s)
     }
 }
 
@@ -898,16 +909,6 @@ impl JsonWriter<'_> {
     }
 }
 
-/// Writes `v` in plain decimal notation if it is a whole number of millionths between 0.001
-/// and 10^9 in magnitude (the coordinates, fares and durations of events are); `false`, writing
-/// nothing, for any other value.
-///
-/// The text is then the one `serde_json`'s shortest-round-trip formatter writes, at a fraction
-/// of the cost: `k / 10^6` (IEEE division rounds correctly) equal to `v` means the decimal
-/// `k / 10^6` reads back as `v`, and no shorter decimal does, since a shorter one would be
-/// another multiple of 10^-6, while below 10^9 a double's rounding interval is narrower than
-/// 10^-6. Trailing zeros go, and a whole number keeps `.0`, as `serde_json` writes them. The
-/// test `micros_are_written_as_serde_json_writes_them` compares the two.
 /// `THREE_DIGITS[i]`: the three decimal digits of `i` (below 1,000), then how many of them are
 /// trailing zeros (3 for 0).
 const THREE_DIGITS: [[u8; 4]; 1_000] = {
@@ -930,6 +931,16 @@ const THREE_DIGITS: [[u8; 4]; 1_000] = {
     t
 };
 
+/// Writes `v` in plain decimal notation if it is a whole number of millionths between 0.001
+/// and 10^9 in magnitude (the coordinates, fares and durations of events are); `false`, writing
+/// nothing, for any other value.
+///
+/// The text is then the one `serde_json`'s shortest-round-trip formatter writes, at a fraction
+/// of the cost: `k / 10^6` (IEEE division rounds correctly) equal to `v` means the decimal
+/// `k / 10^6` reads back as `v`, and no shorter decimal does, since a shorter one would be
+/// another multiple of 10^-6, while below 10^9 a double's rounding interval is narrower than
+/// 10^-6. Trailing zeros go, and a whole number keeps `.0`, as `serde_json` writes them. The
+/// test `micros_are_written_as_serde_json_writes_them` compares the two.
 fn write_micros(out: &mut Vec<u8>, v: f64) -> bool {
     use crate::timestamp::two_digits;
     let a = v.abs();
@@ -1084,12 +1095,12 @@ const MAX_INTERNED: usize = 1 << 16;
 
 /// A required id field (rider, trip), interned.
 fn string(v: Option<Cow<'_, str>>, field: &str) -> Result<Arc<str>, Invalid> {
-    Ok(intern(&required(v, field)?).text().clone())
+    Ok(intern(&required(v, field)?).into_text())
 }
 
 /// An optional id field, interned.
 fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
-    v.map(|c| intern(&c).text().clone())
+    v.map(|c| intern(&c).into_text())
 }
 
 /// A required driver id, interned with its hash.
@@ -1401,7 +1412,7 @@ mod tests {
     /// its fast path only while the request plus `align - 1` bytes stays in the request's size
     /// class; past that, every allocation takes the over-allocating slow path. Measured when a
     /// change grew the data from 200 to 208 bytes (216 -> 224 with the counts, the top of the
-    /// 224-byte class): 300K generated events went from 1.3 to 309K slow-path calls, about 135
+    /// 224-byte class): 300K generated events went from 2 to 309K slow-path calls, about 135
     /// instructions each, 2% of the run (decision 28). This keeps a change of layout from
     /// paying that silently.
     #[test]

@@ -18,10 +18,10 @@
 //!   run at different speeds do not make each other's events late, and they are *aligned*, so
 //!   no split runs more than [`FILE_SPLIT_DRIFT`] (a minute; [`GENERATOR_SPLIT_DRIFT`], ten
 //!   seconds, for sub-cities) of event time ahead of the others and nothing downstream buffers
-//!   the difference (two files
-//!   on two workers, read unaligned, once took 4x the time and 1 GB). Validation keeps the
-//!   timestamps; no second watermark operator is added (it would replace the per-split
-//!   watermarks). Dead letters carry no timestamp and do not move the watermark.
+//!   the difference (two files on two workers, read unaligned, once took 4x the time and 1
+//!   GB). Validation keeps the timestamps; no second watermark operator is added (it would
+//!   replace the per-split watermarks). Dead letters carry no timestamp and do not move the
+//!   watermark.
 //! - **Lines from standard input, or any stream of lines** ([`ingest_lines`]): watermarks are
 //!   assigned *right after validation* by [`with_event_time`], on each worker, from the valid
 //!   events' timestamps. Such a watermark covers everything that worker reads.
@@ -79,9 +79,9 @@ impl EventTimeConfig {
     /// The watermark strategy for a source that attaches event timestamps itself
     /// ([`ingest_files`]' source; the generator's has
     /// [`generator_strategy`](Self::generator_strategy)): applied to the source, it tracks
-    /// watermarks per split.
-    /// Splits run on their own workers; aligned, their event time never drifts more than
-    /// [`FILE_SPLIT_DRIFT`] apart, so nothing downstream buffers hours of skew.
+    /// watermarks per split. Splits run on their own workers; aligned, their event time never
+    /// drifts more than [`FILE_SPLIT_DRIFT`] apart, so nothing downstream buffers hours of
+    /// skew.
     pub fn source_strategy(&self) -> WatermarkStrategy<FromSource> {
         self.aligned(FILE_SPLIT_DRIFT)
     }

@@ -82,6 +82,11 @@ impl<S: IdText> Hashed<S> {
         Self { hash, text }
     }
 
+    /// The text, without the hash.
+    pub fn into_text(self) -> S {
+        self.text
+    }
+
     /// The hash it carries.
     pub fn hash_value(&self) -> u64 {
         self.hash
