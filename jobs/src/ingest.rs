@@ -152,12 +152,14 @@ pub const BY_DRIVER: &str = "events.by_driver";
 
 /// The events that name a driver, keyed by driver
 /// ([`RideEventData::driver_key`](crate::event::RideEventData::driver_key)): one exchange for
-/// the jobs' operators keyed by driver. Surge's supply, driver shifts and live driver state
-/// each take it whole or add to it ([`surge_with`](crate::surge::surge_with),
+/// the jobs' operators keyed by driver. Surge's supply, trips' location counts, driver shifts
+/// and live driver state each take it whole, part of it or add to it
+/// ([`surge_with`](crate::surge::surge_with),
+/// [`trip_summaries_with`](crate::trips::trip_summaries_with),
 /// [`driver_shifts_with`](crate::shifts::driver_shifts_with),
 /// [`live_state_with`](crate::live::live_state_with)), so an event crosses between workers
-/// once for the three instead of once per job (decision 20). Trips keep their own exchange:
-/// their key is an `Option<Id>`, whose key groups differ. The exchange is named [`BY_DRIVER`].
+/// once for the four instead of once per job (decisions 20 and 30). The exchange is named
+/// [`BY_DRIVER`].
 pub fn events_by_driver(events: Stream<RideEvent>) -> KeyedStream<Id, RideEvent> {
     events
         .filter(|e| e.driver_id().is_some())

@@ -63,7 +63,7 @@ use crate::ingest::{
 use crate::live::{live_state_with, DriverStateJson, LiveConfig};
 use crate::shifts::{driver_shifts_with, ShiftConfig};
 use crate::surge::{surge_with, SurgeConfig};
-use crate::trips::{trip_summaries, TripConfig};
+use crate::trips::{trip_summaries_with, TripConfig};
 use crate::validate::{self, ValidateConfig};
 
 /// Where events come from.
@@ -575,8 +575,10 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
 /// whose key groups differ from those of the bare strings of layout 1 (no `state` in the
 /// marker): restored, their state would sit on workers that no longer see their events. 3: the
 /// dedup key is an [`EventId`](crate::event::EventId), for the same reason. 4: files are read
-/// in stripes and validated in the source ([`ingest_files`]).
-const STATE_LAYOUT: u32 = 4;
+/// in stripes and validated in the source ([`ingest_files`]). 5: trips' per-driver state is
+/// keyed by [`Id`](crate::event::Id) (the empty id for no driver), not `Option<Id>`, to share
+/// the exchange by driver.
+const STATE_LAYOUT: u32 = 5;
 
 /// The generator's splits: its own setting, or by default (1) one per worker, unless a resumed
 /// run recorded how many it had: its input is what those splits produce, whatever the
@@ -861,7 +863,7 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
             .name("sink.backup");
     }
     // One exchange by driver for every job that keys by driver.
-    let by_driver = [Job::Surge, Job::Shifts, Job::Live]
+    let by_driver = [Job::Surge, Job::Trips, Job::Shifts, Job::Live]
         .into_iter()
         .any(on)
         .then(|| events_by_driver(events.clone()));
@@ -870,8 +872,8 @@ pub fn start(cfg: &RunConfig) -> Result<Running, BoxError> {
         json_sink(surge_out.results, out, "surge");
         json_sink(surge_out.late.map(|e| json_value(&e)), out, "surge-late");
     }
-    if on(Job::Trips) {
-        let trips = trip_summaries(events.clone(), &cfg.trips);
+    if let (true, Some(by_driver)) = (on(Job::Trips), &by_driver) {
+        let trips = trip_summaries_with(events.clone(), by_driver.clone(), &cfg.trips);
         json_sink(trips.summaries, out, "trips");
         json_sink(trips.anomalies, out, "trip-anomalies");
     }

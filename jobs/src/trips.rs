@@ -2,14 +2,15 @@
 //! `create_trip_summary` and `apply_business_rules` (its Spark silver layer).
 //!
 //! Build it with [`trip_summaries`] on a stream of valid, deduplicated [`RideEvent`]s that
-//! already carry event timestamps and watermarks.
+//! already carry event timestamps and watermarks ([`trip_summaries_with`] to share the
+//! exchange by driver with other jobs).
 //!
 //! # Dataflow
 //!
 //! ```text
-//! events ─┬─ trip events ── key_by trip ──▶ trips.lifecycle ──┐ starts, summaries
-//!         │                                                   ├─ key_by driver ──▶ trips.locations ──▶ summaries
-//!         └─ DRIVER_LOCATION_UPDATE ──────────────────────────┘
+//! events ─┬─ trip events ── key_by trip ──▶ trips.lifecycle ── key_by driver ─┐ starts, summaries
+//!         │                                                                  ├──▶ trips.locations ──▶ summaries
+//!         └─ events.by_driver ── DRIVER_LOCATION_UPDATE ─────────────────────┘
 //! anomalies: the side outputs of trips.lifecycle and trips.locations, merged
 //! ```
 //!
@@ -21,8 +22,10 @@
 //!   own `driver_id`, if any. It sends the trip's start and its (not yet counted) summary on to:
 //! - `trips.locations` (keyed by driver), which also receives every `DRIVER_LOCATION_UPDATE`:
 //!   between a trip's start and its summary it counts the driver's location updates, then emits
-//!   the summary with [`TripSummary::location_updates`] filled in. Summaries with no driver pass
-//!   through it under the key `None`.
+//!   the summary with [`TripSummary::location_updates`] filled in. The location updates come from
+//!   the exchange by driver that surge, shifts and live share ([`events_by_driver`]), so they
+//!   cross between workers once for all four jobs. Summaries with no driver pass through it
+//!   under the empty key.
 //!
 //! # Order independence
 //!
@@ -65,6 +68,7 @@ use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
 
 use crate::event::{EventId, EventType, Id, Payload, Point, RideEvent};
+use crate::ingest::events_by_driver;
 
 /// Settings of the trip job. Every field has a default ([`TripConfig::default`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -248,6 +252,18 @@ pub struct TripOutputs {
 /// # Ok::<(), sluice_engine::JobError>(())
 /// ```
 pub fn trip_summaries(events: Stream<RideEvent>, config: &TripConfig) -> TripOutputs {
+    trip_summaries_with(events.clone(), events_by_driver(events), config)
+}
+
+/// [`trip_summaries`] with the driver events already keyed by driver (`by_driver`, from
+/// [`events_by_driver`] of the same `events`), to share that exchange with the other jobs: the
+/// location updates, nearly every event, then reach `trips.locations` without an exchange of
+/// their own.
+pub fn trip_summaries_with(
+    events: Stream<RideEvent>,
+    by_driver: KeyedStream<Id, RideEvent>,
+    config: &TripConfig,
+) -> TripOutputs {
     let tag = OutputTag::<TripAnomaly>::new("trip_anomalies");
     let params = Params::new(config);
     let lifecycle_tag = tag.clone();
@@ -263,18 +279,18 @@ pub fn trip_summaries(events: Stream<RideEvent>, config: &TripConfig) -> TripOut
             anomalies: lifecycle_tag.clone(),
         })
         .name("trips.lifecycle");
-    let locations = events
+    let locations = by_driver
         .filter(|e| e.event_type() == EventType::DriverLocationUpdate)
         .name("trips.location_events")
-        .map(DriverItem::location)
+        .map_values(DriverItem::location)
         .name("trips.location_items");
     let locations_tag = tag.clone();
     let summaries = lifecycle
         .clone()
+        .key_by(DriverItem::key)
+        .name("trips.by_driver")
         .union([locations])
         .name("trips.driver_items")
-        .key_by(|i: &DriverItem| i.driver.clone())
-        .name("trips.by_driver")
         .process(move |reg| TripLocations {
             slot: reg.value("driver"),
             anomalies: locations_tag.clone(),
@@ -671,6 +687,13 @@ mod boxed_summary {
 }
 
 impl DriverItem {
+    /// The key of `trips.locations`: the driver's, as [`events_by_driver`] keys it; the empty
+    /// id for a summary with no driver, which passes through (no trip of its is open under
+    /// that key: a trip whose start was seen has a driver).
+    fn key(&self) -> Id {
+        self.driver.clone().unwrap_or_else(|| Id::from(""))
+    }
+
     fn location(e: RideEvent) -> Self {
         Self {
             driver: e.driver_key(),
@@ -697,12 +720,12 @@ struct TripLocations {
     anomalies: OutputTag<TripAnomaly>,
 }
 
-type LocationsCx<'a> = Context<'a, Option<Id>, TripSummary>;
+type LocationsCx<'a> = Context<'a, Id, TripSummary>;
 
-impl KeyedProcessFunction<Option<Id>, DriverItem> for TripLocations {
+impl KeyedProcessFunction<Id, DriverItem> for TripLocations {
     type Out = TripSummary;
 
-    fn process(&mut self, key: &Option<Id>, item: DriverItem, ctx: &mut LocationsCx<'_>) {
+    fn process(&mut self, key: &Id, item: DriverItem, ctx: &mut LocationsCx<'_>) {
         // Starts and summaries come from `trips.lifecycle`, never behind the watermark; only a
         // location update can be late.
         if matches!(item.kind, DriverKind::Location) && item.ts <= ctx.watermark() {
@@ -734,7 +757,7 @@ impl KeyedProcessFunction<Option<Id>, DriverItem> for TripLocations {
         }
     }
 
-    fn on_timer(&mut self, key: &Option<Id>, timer: Timer, ctx: &mut LocationsCx<'_>) {
+    fn on_timer(&mut self, key: &Id, timer: Timer, ctx: &mut LocationsCx<'_>) {
         let Some(mut slot) = ctx.value(self.slot).remove(key) else {
             return;
         };
