@@ -90,7 +90,7 @@ pub fn dedup(events: Stream<RideEvent>, cfg: &DedupConfig) -> Deduped {
     let tag = OutputTag::<RideEvent>::new(DUPLICATES);
     let (horizon, fn_tag) = (cfg.horizon, tag.clone());
     let unique = events
-        .key_by(|e: &RideEvent| e.event_id.clone())
+        .key_by(|e: &RideEvent| EventId::new(e.event_id.clone()))
         .name("dedup_key_by")
         .process(move |reg| Dedup {
             seen: reg.value_with_ttl("seen", horizon),

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::timestamp::parse_rfc3339_ms;
 
@@ -246,8 +247,8 @@ impl fmt::Debug for RideEvent {
 #[derive(Debug, Deserialize)]
 #[serde(from = "EventFields")]
 pub struct RideEventData {
-    /// The deduplication key.
-    pub event_id: EventId,
+    /// The deduplication key (its hash is computed where dedup keys by it: an [`EventId`]).
+    pub event_id: SmolStr,
     /// Event time, ms since the epoch.
     pub timestamp: i64,
     /// The input's `geo_zone` field, or the resolution to derive the zone at.
@@ -282,7 +283,7 @@ pub enum ZoneSource {
 /// [`RideEventData`] as checkpoints store it (see there), read back.
 #[derive(Deserialize)]
 struct EventFields {
-    event_id: EventId,
+    event_id: SmolStr,
     timestamp: i64,
     geo_zone: Option<Arc<str>>,
     h3_resolution: u8,
@@ -293,7 +294,7 @@ struct EventFields {
 #[derive(Serialize)]
 #[serde(rename = "RideEventData")]
 struct EventFieldsRef<'a> {
-    event_id: &'a EventId,
+    event_id: &'a SmolStr,
     timestamp: i64,
     geo_zone: Option<&'a Arc<str>>,
     h3_resolution: u8,
@@ -354,7 +355,7 @@ impl PartialEq for RideEventData {
 
 impl RideEventData {
     /// An event with no `geo_zone`, whose zone is derived at the default resolution.
-    pub fn new(event_id: EventId, timestamp: i64, payload: Payload) -> Self {
+    pub fn new(event_id: SmolStr, timestamp: i64, payload: Payload) -> Self {
         Self {
             event_id,
             timestamp,
@@ -446,7 +447,7 @@ impl RideEventData {
         match &self.payload {
             Payload::TripStarted { trip_id, .. }
             | Payload::TripCompleted { trip_id, .. }
-            | Payload::TripCancelled { trip_id, .. } => Id::new(trip_id.clone()),
+            | Payload::TripCancelled { trip_id, .. } => Id::from(trip_id.clone()),
             _ => Id::from(""),
         }
     }
@@ -1103,24 +1104,37 @@ fn opt_string(v: Option<Cow<'_, str>>) -> Option<Arc<str>> {
     v.map(|c| intern(&c).into_text())
 }
 
-/// A required driver id, interned with its hash.
+/// A required driver id with its hash: inline when short (no table, no reference count), else
+/// interned.
 fn driver(v: Option<Cow<'_, str>>) -> Result<Id, Invalid> {
-    Ok(intern(&required(v, "driver_id")?))
+    Ok(driver_id(&required(v, "driver_id")?))
 }
 
-/// One shared [`Id`] per distinct id, per thread: a driver sends an event every few seconds
-/// and a trip's id recurs in each of its events, so most ids are already known. That saves an
-/// allocation per id, the jobs' keyed state then compares equal keys by pointer, and a driver
-/// id's hash (the key of every operator keyed by driver) is the one the lookup computes
-/// anyway. Bounded (cleared when full); long strings are not interned.
-fn intern(s: &str) -> Id {
+/// [`driver`]'s id of `s`.
+fn driver_id(s: &str) -> Id {
+    if s.len() <= INLINE_ID {
+        Id::from(s)
+    } else {
+        let shared = intern(s);
+        let hash = shared.hash_value();
+        Id::with_hash(SmolStr::from(shared.into_text()), hash)
+    }
+}
+
+/// The longest id a [`SmolStr`] holds inline.
+const INLINE_ID: usize = 23;
+
+/// One shared string per distinct rider or trip id (or long driver id), per thread: a trip's
+/// id recurs in each of its events, so most ids are already known, which saves an allocation
+/// per id. Bounded (cleared when full); long strings are not interned.
+fn intern(s: &str) -> Hashed<Arc<str>> {
     const MAX_LEN: usize = 64;
     thread_local! {
-        static IDS: std::cell::RefCell<hashbrown::HashTable<Id>> =
+        static IDS: std::cell::RefCell<hashbrown::HashTable<Hashed<Arc<str>>>> =
             const { std::cell::RefCell::new(hashbrown::HashTable::new()) };
     }
     if s.len() > MAX_LEN {
-        return Id::from(s);
+        return Hashed::new(Arc::from(s));
     }
     let hash = Id::hash_of(s);
     IDS.with(|ids| {
@@ -1131,8 +1145,8 @@ fn intern(s: &str) -> Id {
         if ids.len() >= MAX_INTERNED {
             ids.clear();
         }
-        let id = Id::with_hash(Arc::from(s), hash);
-        ids.insert_unique(hash, id.clone(), Id::hash_value);
+        let id = Hashed::with_hash(Arc::from(s), hash);
+        ids.insert_unique(hash, id.clone(), Hashed::hash_value);
         id
     })
 }
@@ -1157,7 +1171,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         w = serde_json::from_str(line).map_err(classify_json_error)?;
     }
     // Unique per event: not interned (inline up to 23 bytes).
-    let event_id = EventId::from(required(w.event_id, "event_id")?.as_ref());
+    let event_id = SmolStr::from(required(w.event_id, "event_id")?.as_ref());
     if !event_id_ok(&event_id) {
         return Err(invalid(
             Reason::InvalidEventId,
@@ -1243,7 +1257,7 @@ pub fn parse_event(line: &str, now_ms: i64, cfg: &Validation) -> Result<RideEven
         }
         EventType::TripCancelled => Payload::TripCancelled {
             trip_id: string(w.trip_id, "trip_id")?,
-            driver_id: w.driver_id.map(|c| intern(&c)),
+            driver_id: w.driver_id.map(|c| driver_id(&c)),
             rider_id: opt_string(w.rider_id),
             reason: opt_string(w.reason),
         },

@@ -64,8 +64,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sluice_engine::keys::{fast_set, FastSet};
 use sluice_engine::prelude::*;
+use smol_str::SmolStr;
 
-use crate::event::{EventId, EventType, Id, RideEvent};
+use crate::event::{EventType, Id, RideEvent};
 use crate::ingest::events_by_driver;
 use crate::timestamp::format_rfc3339_ms;
 
@@ -198,7 +199,7 @@ pub fn surge_with(
     let window_late = OutputTag::<Signal>::new("late_signals");
     let windows = demand
         .union([supply])
-        .key_by(|s: &Signal| Id::new(s.event.zone().cloned().unwrap_or_else(|| Arc::from(""))))
+        .key_by(|s: &Signal| Id::from(s.event.zone().cloned().unwrap_or_else(|| Arc::from(""))))
         .name("surge_key_by_zone")
         .window(Tumbling::of(cfg.window))
         .late_data(&window_late)
@@ -261,7 +262,7 @@ impl Aggregate<Signal> for DemandSupply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TripState {
     on_trip: bool,
-    at: (i64, EventId),
+    at: (i64, SmolStr),
 }
 
 /// Orders each driver's events by event time and turns them into supply signals.

@@ -66,8 +66,9 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::keys::Key;
 use sluice_engine::prelude::*;
 use sluice_engine::time::duration_ms;
+use smol_str::SmolStr;
 
-use crate::event::{EventId, EventType, Id, Payload, Point, RideEvent};
+use crate::event::{EventType, Id, Payload, Point, RideEvent};
 use crate::ingest::events_by_driver;
 
 /// Settings of the trip job. Every field has a default ([`TripConfig::default`]).
@@ -532,7 +533,7 @@ fn emit_summary(ctx: &mut LifecycleCx<'_>, ts: Timestamp, summary: TripSummary) 
             driver: summary.driver_id.as_deref().map(Id::from),
             ts,
             rank: RANK_END,
-            event_id: EventId::from(""),
+            event_id: SmolStr::default(),
             kind: DriverKind::End(Box::new(summary)),
         },
     );
@@ -631,14 +632,14 @@ struct DriverItem {
     ts: Timestamp,
     /// Order at equal timestamps: start, location, end.
     rank: u8,
-    event_id: EventId,
+    event_id: SmolStr,
     kind: DriverKind,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum DriverKind {
     Start {
-        trip_id: Arc<str>,
+        trip_id: SmolStr,
     },
     Location,
     /// Checkpointed as [`SummaryState`]: raw milliseconds, not the JSON output's strings.
@@ -711,7 +712,7 @@ struct DriverSlot {
     /// Items the watermark has not passed yet, unsorted.
     pending: Vec<DriverItem>,
     /// Open trips (usually at most one) and their location updates so far.
-    open: Vec<(Arc<str>, u64)>,
+    open: Vec<(SmolStr, u64)>,
     armed: Option<Timestamp>,
 }
 
