@@ -8,7 +8,8 @@
 #   ROUNDS=2 scripts/bench-ridehail.sh /tmp/before target/release/ridehail
 #
 # Prints, per run: binary, input, workers, events/s as the run reports it, wall time, CPU time,
-# peak RSS. Needs GNU time (/usr/bin/time, Debian package `time`) and about 2 GB free under
+# peak RSS; and before each round the machine's core-to-core round trip (benches/core_latency.rs),
+# which two-worker runs depend on. Needs GNU time (/usr/bin/time, Debian package `time`) and about 2 GB free under
 # $TMPDIR (the input file and one run's output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ mkdir -p "$tmp"
 input="$tmp/in3m.jsonl"
 [ -s "$input" ] || "$1" generate --events 3000000 > "$input"
 for ((round = 0; round < ROUNDS; round++)); do
+    cargo bench -q --bench core_latency -- 1 500000 2>/dev/null | sed 's/^/core-to-core /' || true
     for cell in "gen 2" "gen 1" "file 2" "file 1"; do
         set -f; read -r kind workers <<< "$cell"; set +f
         for bin in "$@"; do
