@@ -447,7 +447,7 @@ impl RideEventData {
         match &self.payload {
             Payload::TripStarted { trip_id, .. }
             | Payload::TripCompleted { trip_id, .. }
-            | Payload::TripCancelled { trip_id, .. } => Id::from(trip_id.clone()),
+            | Payload::TripCancelled { trip_id, .. } => Id::from(&**trip_id),
             _ => Id::from(""),
         }
     }

@@ -300,7 +300,7 @@ pub fn live_state_with(
 
     let zones = drivers
         .side_output(&deltas)
-        .key_by(|d: &ZoneDelta| Id::from(d.zone.clone()))
+        .key_by(|d: &ZoneDelta| Id::from(&*d.zone))
         .name("live.by_zone")
         .process(move |reg| ZoneCount {
             slot: reg.value("zone"),

@@ -199,7 +199,7 @@ pub fn surge_with(
     let window_late = OutputTag::<Signal>::new("late_signals");
     let windows = demand
         .union([supply])
-        .key_by(|s: &Signal| Id::from(s.event.zone().cloned().unwrap_or_else(|| Arc::from(""))))
+        .key_by(|s: &Signal| Id::from(s.event.zone().map_or("", |z| &**z)))
         .name("surge_key_by_zone")
         .window(Tumbling::of(cfg.window))
         .late_data(&window_late)
