@@ -577,8 +577,9 @@ fn clear_checkpoints(dir: &Path) -> io::Result<()> {
 /// dedup key is an [`EventId`](crate::event::EventId), for the same reason. 4: files are read
 /// in stripes and validated in the source ([`ingest_files`]). 5: trips' per-driver state is
 /// keyed by [`Id`](crate::event::Id) (the empty id for no driver), not `Option<Id>`, to share
-/// the exchange by driver.
-const STATE_LAYOUT: u32 = 5;
+/// the exchange by driver. 6: trips' per-driver state keeps its location updates as bare
+/// times.
+const STATE_LAYOUT: u32 = 6;
 
 /// The generator's splits: its own setting, or by default (1) one per worker, unless a resumed
 /// run recorded how many it had: its input is what those splits produce, whatever the
