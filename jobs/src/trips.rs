@@ -722,16 +722,14 @@ struct DriverSlot {
     armed: Option<Timestamp>,
 }
 
-impl DriverSlot {
-    /// Counts `n` location updates for every open trip.
-    fn count(&mut self, n: u64) {
-        if n > 0 {
-            for (_, count) in &mut self.open {
-                *count += n;
-            }
-        }
+/// Counts `n` location updates for every trip in `open`.
+fn count(open: &mut [(SmolStr, u64)], n: usize) {
+    for (_, count) in open {
+        *count += n as u64;
     }
+}
 
+impl DriverSlot {
     /// When the driver's next item is due.
     fn next_due(&self) -> Option<Timestamp> {
         let item = self.pending.first().map(|i| i.ts);
@@ -801,28 +799,26 @@ impl KeyedProcessFunction<Id, DriverItem> for TripLocations {
             .sort_unstable_by(|a, b| (a.ts, a.rank, &a.event_id).cmp(&(b.ts, b.rank, &b.event_id)));
         slot.locations.sort_unstable();
         let n_due = slot.pending.partition_point(|i| i.ts <= upto);
-        let mut locations = std::mem::take(&mut slot.locations);
-        let n_due_locations = locations.partition_point(|&t| t <= upto);
+        let due_locations = &slot.locations[..slot.locations.partition_point(|&t| t <= upto)];
         // The due updates, merged with the due items in (time, rank) order: an update at an
-        // item's time comes after a start and before an end.
-        let mut due_locations = locations[..n_due_locations].iter().peekable();
-        let mut pending = std::mem::take(&mut slot.pending);
-        for item in pending.drain(..n_due) {
-            let mut before = 0;
-            while due_locations
-                .next_if(|&&t| t < item.ts || (t == item.ts && RANK_LOCATION < item.rank))
-                .is_some()
-            {
-                before += 1;
-            }
-            slot.count(before);
+        // item's time comes after a start and before an end. `counted`: the updates before the
+        // item at hand.
+        let mut counted = 0;
+        for item in slot.pending.drain(..n_due) {
+            let before = counted
+                + due_locations[counted..].partition_point(|&t| {
+                    t < item.ts || (t == item.ts && RANK_LOCATION < item.rank)
+                });
+            count(&mut slot.open, before - counted);
+            counted = before;
             match item.kind {
                 DriverKind::Start { trip_id } => {
                     if !slot.open.iter().any(|(t, _)| *t == trip_id) {
                         slot.open.push((trip_id, 0));
                     }
                 }
-                DriverKind::Location => slot.count(1),
+                // `process` keeps an update as its time only; were one pending, it counts here.
+                DriverKind::Location => count(&mut slot.open, 1),
                 DriverKind::End(mut summary) => {
                     if let Some(i) = slot.open.iter().position(|(t, _)| **t == *summary.trip_id) {
                         summary.location_updates = slot.open.swap_remove(i).1;
@@ -831,10 +827,9 @@ impl KeyedProcessFunction<Id, DriverItem> for TripLocations {
                 }
             }
         }
-        slot.count(due_locations.count() as u64);
-        locations.drain(..n_due_locations);
-        slot.locations = locations;
-        slot.pending = pending;
+        count(&mut slot.open, due_locations.len() - counted);
+        let n_due_locations = due_locations.len();
+        slot.locations.drain(..n_due_locations);
         let next = slot.next_due();
         rearm(ctx, key, &mut slot.armed, next);
         if !slot.pending.is_empty() || !slot.locations.is_empty() || !slot.open.is_empty() {

@@ -3,8 +3,7 @@
 //!
 //! A keyed operator hashes its key once to route a record to its worker and again for every
 //! state lookup and timer it makes for that record: for a string key, each time a pass over
-//! its bytes (which, for an id shared by every event of a driver, may sit in another core's
-//! cache). A [`Hashed`] string carries its hash, computed once when it is made, and hashes
+//! its bytes. A [`Hashed`] string carries its hash, computed once when it is made, and hashes
 //! as that one `u64`; equal strings always have equal hashes, so it is a key like the string.
 //!
 //! It serialises as the bare string (and computes the hash again when read back), so state and
